@@ -1,0 +1,55 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is set up by them.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test bench lint clean browser
+
+$(VENV)/bin/activate:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/activate
+	$(PIP) install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/activate
+	$(PIP) install -q -e '.[test]'
+	@touch $@ $(VENV)/.installed-run
+
+# Debian's Chromium for the Playwright browser tests (never `playwright install`: it downloads).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+run: $(VENV)/.installed-run
+	CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1} $(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py import_workspace cdphub/demo_workspace.json
+	$(PY) manage.py collectstatic --noinput -v0
+	@echo
+	@echo "cdphub is starting on http://127.0.0.1:8000/admin/  (Ctrl-C stops it)"
+	@echo "Send a test event to the demo source:"
+	@echo "  curl -u wk_demo_website: -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"userId\": \"user-1\", \"event\": \"Signed Up\", \"properties\": {\"plan\": \"pro\"}}' \\"
+	@echo "    http://127.0.0.1:8000/v1/track"
+	@echo
+	CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1} exec $(VENV)/bin/gunicorn -c cdphub/gunicorn_conf.py
+
+test: $(VENV)/.installed-test browser
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+bench: $(VENV)/.installed-test
+	$(PY) bench/ingest.py
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,11 @@
+"""Settings for the test suite: the embedded defaults, a data dir of its own, private URLs allowed."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("CDPHUB_DATA_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
+os.environ.setdefault("CDPHUB_ALLOW_PRIVATE_URLS", "1")
+
+from cdphub.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

@@ -1,0 +1,309 @@
+"""Validate, normalise and store Segment-spec events: the one ingest path for the Tracking API and webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from django.db import IntegrityError, transaction
+
+from deliveries.models import Event
+from integrations.models import Source
+
+EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+MAX_EVENT_BYTES = 32 * 1024
+MAX_ID_LENGTH = 255
+REJECTED_PAYLOAD_EXCERPT = 2048
+
+# Fields that must be JSON objects when present, per type ("properties as a list" is refused).
+_OBJECT_FIELDS = {
+    "identify": ("traits",),
+    "track": ("properties",),
+    "page": ("properties",),
+    "screen": ("properties",),
+    "group": ("traits",),
+    "alias": (),
+}
+_STRING_FIELDS = {"track": ("event",), "page": ("name", "category"), "screen": ("name", "category")}
+
+
+class EventError(Exception):
+    """An event that cannot be accepted; `code` is stable, `message` tells the sender what to fix."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Rejection:
+    code: str
+    reason: str
+    message_id: str
+    index: int | None = None
+    item: Any = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"messageId": self.message_id, "code": self.code, "reason": self.reason}
+        if self.index is not None:
+            out = {"index": self.index, **out}
+        return out
+
+
+@dataclass
+class IngestResult:
+    accepted: list[Event] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def iso(dt: datetime) -> str:
+    """Format as Segment does: UTC, milliseconds, a Z."""
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise EventError("invalid_timestamp", f"{name} must be an ISO-8601 date-time string, not {_kind(value)}.")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise EventError(
+            "invalid_timestamp", f"{name} is not an ISO-8601 date-time: {value[:60]!r}."
+        ) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return "a number"
+
+
+def _identifier(item: dict[str, Any], name: str) -> str:
+    """Return an id field as a string ('' when absent); numbers are accepted and stringified."""
+    value = item.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        pass
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+        item[name] = value
+    else:
+        raise EventError("invalid_type", f"{name} must be a string, not {_kind(value)}.")
+    if len(value) > MAX_ID_LENGTH:
+        raise EventError("invalid_value", f"{name} is longer than {MAX_ID_LENGTH} characters.")
+    return value
+
+
+def normalise(
+    item: Any,
+    event_type: str,
+    received_at: datetime,
+    *,
+    sent_at: Any = None,
+    context: dict[str, Any] | None = None,
+    integrations: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> dict[str, Any]:
+    """Validate one event and return the payload destinations get; raise EventError when it is refused.
+
+    `sent_at`, `context` and `integrations` are the batch-level values, merged under the item's own.
+    """
+    if not isinstance(item, dict):
+        raise EventError("invalid_event", f"An event must be a JSON object, not {_kind(item)}.")
+    if event_type not in EVENT_TYPES:
+        raise EventError(
+            "invalid_type",
+            f"type must be one of {', '.join(EVENT_TYPES)}; got {str(event_type)[:40]!r}."
+            if event_type is not None
+            else "Every event in a batch needs a type (identify, track, page, screen, group or alias).",
+        )
+    payload = dict(item)
+    payload.pop("writeKey", None)
+    payload["type"] = event_type
+
+    user_id = _identifier(payload, "userId")
+    anonymous_id = _identifier(payload, "anonymousId")
+    if event_type == "alias":
+        previous_id = _identifier(payload, "previousId")
+        if not previous_id or not user_id:
+            raise EventError("missing_field", "An alias needs both previousId and userId.")
+    elif not user_id and not anonymous_id:
+        raise EventError("missing_identity", "Every event needs a userId or an anonymousId.")
+    if event_type == "group" and not _identifier(payload, "groupId"):
+        raise EventError("missing_field", "A group call needs a groupId.")
+
+    for name in _STRING_FIELDS.get(event_type, ()):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            raise EventError("invalid_type", f"{name} must be a string, not {_kind(value)}.")
+    if event_type == "track":
+        name = payload.get("event")
+        if not name or not name.strip():
+            raise EventError("missing_field", "A track call needs an event name (the event field).")
+    for name in (*_OBJECT_FIELDS[event_type], "context", "integrations"):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise EventError("invalid_type", f"{name} must be an object, not {_kind(value)}.")
+    for name in _OBJECT_FIELDS[event_type]:
+        if payload.get(name) is None:
+            payload[name] = {}
+
+    message_id = payload.get("messageId")
+    if message_id is None or message_id == "":
+        payload["messageId"] = str(uuid.uuid4())
+    elif not isinstance(message_id, str):
+        raise EventError("invalid_type", f"messageId must be a string, not {_kind(message_id)}.")
+    elif len(message_id) > MAX_ID_LENGTH:
+        raise EventError("invalid_value", f"messageId is longer than {MAX_ID_LENGTH} characters.")
+
+    if context:
+        payload["context"] = {**context, **(payload.get("context") or {})}
+    if integrations:
+        payload["integrations"] = {**integrations, **(payload.get("integrations") or {})}
+    if ip:
+        ctx = payload.get("context")
+        if ctx is None:
+            payload["context"] = {"ip": ip}
+        elif "ip" not in ctx:
+            payload["context"] = {**ctx, "ip": ip}
+
+    _normalise_times(payload, received_at, sent_at)
+    return payload
+
+
+def _normalise_times(payload: dict[str, Any], received_at: datetime, batch_sent_at: Any) -> None:
+    """Set receivedAt, originalTimestamp and the clock-skew-corrected timestamp (Segment's spec)."""
+    original_raw = payload.get("originalTimestamp")
+    if original_raw is None:
+        original_raw = payload.get("timestamp")
+    sent_raw = payload.get("sentAt")
+    if sent_raw is None:
+        sent_raw = batch_sent_at
+    original = parse_time(original_raw, "originalTimestamp" if "originalTimestamp" in payload else "timestamp") \
+        if original_raw is not None else None
+    sent = parse_time(sent_raw, "sentAt") if sent_raw is not None else None
+    try:
+        if original is not None and sent is not None:
+            # The device clock may be wrong; the gap between call and send is not: timestamp = receivedAt −
+            # (sentAt − originalTimestamp).
+            timestamp = received_at - (sent - original)
+        else:
+            timestamp = original or received_at
+        payload["timestamp"] = iso(timestamp)
+    except (OverflowError, ValueError):
+        raise EventError("invalid_timestamp", "timestamp, sentAt and originalTimestamp are too far apart.") from None
+    payload["originalTimestamp"] = iso(original or received_at)
+    if sent is not None:
+        payload["sentAt"] = iso(sent)
+    payload["receivedAt"] = iso(received_at)
+    payload["_timestamp"] = timestamp  # a datetime for the column; removed before storing
+
+
+def rejection_for(item: Any, error: EventError, index: int | None = None) -> Rejection:
+    message_id = item.get("messageId") if isinstance(item, dict) else None
+    if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_ID_LENGTH:
+        message_id = str(uuid.uuid4())
+    return Rejection(error.code, error.message, message_id, index, item)
+
+
+def _rejected_row(source: Source, rejection: Rejection, received_at: datetime) -> Event:
+    item = rejection.item
+    raw = item if isinstance(item, dict) else None
+    if raw is not None and len(orjson.dumps(raw)) > REJECTED_PAYLOAD_EXCERPT * 4:
+        raw = None
+    if raw is None:
+        text = item if isinstance(item, str) else orjson.dumps(item).decode(errors="replace") if item else ""
+        raw = {"raw": text[:REJECTED_PAYLOAD_EXCERPT], "truncated": len(text) > REJECTED_PAYLOAD_EXCERPT}
+    kind = item.get("type") if isinstance(item, dict) else None
+    name = item.get("event") if isinstance(item, dict) else None
+    user = item.get("userId") if isinstance(item, dict) else None
+    anon = item.get("anonymousId") if isinstance(item, dict) else None
+    return Event(
+        source=source,
+        message_id=rejection.message_id,
+        type=kind if kind in EVENT_TYPES else Event.Type.INVALID,
+        event=name[:255] if isinstance(name, str) else "",
+        user_id=user[:255] if isinstance(user, str) else "",
+        anonymous_id=anon[:255] if isinstance(anon, str) else "",
+        payload=raw,
+        received_at=received_at,
+        timestamp=received_at,
+        status=Event.Status.REJECTED,
+        reject_reason=f"{rejection.code}: {rejection.reason}",
+    )
+
+
+def _accepted_row(source: Source, payload: dict[str, Any], received_at: datetime) -> Event:
+    timestamp = payload.pop("_timestamp")
+    name = payload.get("event")
+    return Event(
+        source=source,
+        message_id=payload["messageId"],
+        type=payload["type"],
+        event=name[:255] if isinstance(name, str) else "",
+        user_id=payload.get("userId") or "",
+        anonymous_id=payload.get("anonymousId") or "",
+        payload=payload,
+        received_at=received_at,
+        timestamp=timestamp,
+    )
+
+
+def store(
+    source: Source,
+    payloads: list[dict[str, Any]],
+    rejections: list[Rejection],
+    received_at: datetime,
+) -> IngestResult:
+    """Write accepted events (deduplicated on messageId per source) and rejections in one transaction."""
+    result = IngestResult(rejected=rejections)
+    rows: list[Event] = []
+    seen: set[str] = set()
+    for payload in payloads:
+        if payload["messageId"] in seen:
+            result.duplicates += 1
+            continue
+        seen.add(payload["messageId"])
+        rows.append(_accepted_row(source, payload, received_at))
+    rejected_rows = [_rejected_row(source, r, received_at) for r in rejections]
+
+    # A single new event is inserted straight away and a duplicate shows as an IntegrityError; a batch
+    # asks first. The second pass covers two concurrent requests racing on PostgreSQL.
+    for check_first in (len(rows) > 1, True):
+        fresh = rows
+        try:
+            with transaction.atomic():
+                if check_first and rows:
+                    existing = set(
+                        Event.objects.filter(
+                            source=source, status=Event.Status.ACCEPTED, message_id__in=[r.message_id for r in rows]
+                        ).values_list("message_id", flat=True)
+                    )
+                    fresh = [r for r in rows if r.message_id not in existing]
+                if fresh:
+                    Event.objects.bulk_create(fresh)
+                if rejected_rows:
+                    Event.objects.bulk_create(rejected_rows)
+        except IntegrityError:
+            if check_first:
+                raise
+            continue
+        result.duplicates += len(rows) - len(fresh)
+        result.accepted = fresh
+        return result
+    raise AssertionError("unreachable")

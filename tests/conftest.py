@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; Django then refuses ORM calls in
+# tests and fixtures unless told this is fine (test-only, see stack.md §6).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not CHROMIUM:
+        pytest.fail("Debian's chromium is not installed: `make test` installs it (apt-get install chromium).")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+        ],
+    }
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where browser tests save screenshots for people to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+def source(db):
+    from integrations.models import Source
+
+    return Source.objects.create(name="Website", slug="website", write_key="wk_test_website")
+
+
+def basic_auth(write_key: str, colon: bool = True) -> str:
+    raw = f"{write_key}:" if colon else write_key
+    return "Basic " + base64.b64encode(raw.encode()).decode()
