@@ -41,6 +41,7 @@ CSRF_TRUSTED_ORIGINS = [
     h.strip() for h in os.environ.get("CDPHUB_CSRF_TRUSTED_ORIGINS", "").split(",") if h.strip()
 ]
 ALLOW_PRIVATE_URLS = env_flag("CDPHUB_ALLOW_PRIVATE_URLS")
+BEHIND_PROXY = env_flag("CDPHUB_BEHIND_PROXY")  # trust X-Forwarded-For for context.ip
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -127,6 +128,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start until collectstatic has run
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 # gunicorn serves static files through WhiteNoise (compressed), so no extra web server is needed.
 STORAGES = {

@@ -75,6 +75,8 @@ def parse_time(value: Any, name: str) -> datetime:
         raise EventError(
             "invalid_timestamp", f"{name} is not an ISO-8601 date-time: {value[:60]!r}."
         ) from None
+    # Segment's precision is the millisecond; cutting here keeps the stored fields consistent with the rule.
+    dt = dt.replace(microsecond=dt.microsecond // 1000 * 1000)
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -162,6 +164,11 @@ def normalise(
     for name in _OBJECT_FIELDS[event_type]:
         if payload.get(name) is None:
             payload[name] = {}
+    if event_type == "identify" and not payload["traits"]:
+        # RudderStack SDKs send identify traits in context.traits only; mappings look for traits.*
+        context_traits = (payload.get("context") or {}).get("traits")
+        if isinstance(context_traits, dict):
+            payload["traits"] = dict(context_traits)
 
     message_id = payload.get("messageId")
     if message_id is None or message_id == "":
@@ -199,17 +206,18 @@ def _normalise_times(payload: dict[str, Any], received_at: datetime, batch_sent_
     sent = parse_time(sent_raw, "sentAt") if sent_raw is not None else None
     try:
         if original is not None and sent is not None:
-            # The device clock may be wrong; the gap between call and send is not: timestamp = receivedAt −
-            # (sentAt − originalTimestamp).
+            # The device clock may be wrong; the gap between call and send is not: timestamp = receivedAt -
+            # (sentAt - originalTimestamp).
             timestamp = received_at - (sent - original)
         else:
             timestamp = original or received_at
         payload["timestamp"] = iso(timestamp)
+        # Converting an offset date at the edge of the calendar to UTC can overflow too (0001-01-01T00:00+05:00).
+        payload["originalTimestamp"] = iso(original or received_at)
+        if sent is not None:
+            payload["sentAt"] = iso(sent)
     except (OverflowError, ValueError):
         raise EventError("invalid_timestamp", "timestamp, sentAt and originalTimestamp are too far apart.") from None
-    payload["originalTimestamp"] = iso(original or received_at)
-    if sent is not None:
-        payload["sentAt"] = iso(sent)
     payload["receivedAt"] = iso(received_at)
     payload["_timestamp"] = timestamp  # a datetime for the column; removed before storing
 
@@ -223,7 +231,7 @@ def rejection_for(item: Any, error: EventError, index: int | None = None) -> Rej
 
 def _rejected_row(source: Source, rejection: Rejection, received_at: datetime) -> Event:
     item = rejection.item
-    raw = item if isinstance(item, dict) else None
+    raw = {k: v for k, v in item.items() if k != "writeKey"} if isinstance(item, dict) else None
     if raw is not None and len(orjson.dumps(raw)) > REJECTED_PAYLOAD_EXCERPT * 4:
         raw = None
     if raw is None:
@@ -284,7 +292,7 @@ def store(
 
     # A single new event is inserted straight away and a duplicate shows as an IntegrityError; a batch
     # asks first. The second pass covers two concurrent requests racing on PostgreSQL.
-    for check_first in (len(rows) > 1, True):
+    for attempt, check_first in enumerate((len(rows) > 1, True)):
         fresh = rows
         try:
             with transaction.atomic():
@@ -300,7 +308,7 @@ def store(
                 if rejected_rows:
                     Event.objects.bulk_create(rejected_rows)
         except IntegrityError:
-            if check_first:
+            if attempt:
                 raise
             continue
         result.duplicates += len(rows) - len(fresh)

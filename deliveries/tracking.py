@@ -5,18 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import zlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from deliveries.ingest import (
-    EVENT_TYPES,
     MAX_EVENT_BYTES,
     EventError,
     Rejection,
@@ -33,6 +34,7 @@ MAX_BATCH_EVENTS = 2500
 MAX_DEPTH = 64
 JSON_TYPES = ("application/json", "text/plain", "")  # analytics.js posts text/plain to skip the preflight
 BATCH_ENDPOINTS = ("batch", "import")
+WRITE_KEY_IN_TEXT = re.compile(r'("writeKey"\s*:\s*)"[^"]*"')
 
 
 class RequestError(Exception):
@@ -69,7 +71,6 @@ def with_cors(view: Callable[[HttpRequest, str], HttpResponse]) -> Callable[...,
         origin = request.headers.get("Origin")
         response["Access-Control-Allow-Origin"] = origin or "*"
         if origin:
-            response["Access-Control-Allow-Credentials"] = "true"
             response["Vary"] = "Origin"
         return response
 
@@ -145,6 +146,8 @@ def _too_large(limit: int) -> str:
 def parse_json(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise RequestError(400, "invalid_json", "The body is empty; send a JSON object.")
+    if b"\\u0000" in body:
+        body = body.replace(b"\\u0000", b"\\ufffd")  # PostgreSQL's jsonb cannot store NUL characters
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -168,6 +171,11 @@ def _depth(value: Any) -> int:
 
 
 def client_ip(request: HttpRequest) -> str | None:
+    """The sender's address; behind a proxy (CDPHUB_BEHIND_PROXY) the first X-Forwarded-For entry."""
+    if settings.BEHIND_PROXY:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded
     return request.META.get("REMOTE_ADDR") or None
 
 
@@ -202,15 +210,18 @@ def tracking_view(request: HttpRequest, endpoint: str) -> HttpResponse:
 
 def _record_request_rejection(source: Source, error: RequestError, body: bytes, received_at: datetime) -> None:
     """Keep a refused request visible in the Debugger, with the start of what was sent."""
-    excerpt = body[:4096].decode(errors="replace")
+    excerpt = WRITE_KEY_IN_TEXT.sub(r'\1"[REDACTED]"', body[:4096].decode(errors="replace"))
     store(source, [], [rejection_for(excerpt, EventError(error.code, error.message))], received_at)
 
 
-def _ingest_one(source: Source, data: dict[str, Any], endpoint: str, received_at: datetime, ip: str | None) -> HttpResponse:
+def _ingest_one(
+    source: Source, data: dict[str, Any], endpoint: str, received_at: datetime, ip: str | None
+) -> HttpResponse:
     try:
         payload = normalise(data, endpoint, received_at, ip=ip)
     except EventError as exc:
-        store(source, [], [rejection_for(data, exc)], received_at)
+        # The endpoint gives the type (the body need not), so the Debugger files the rejection under it.
+        store(source, [], [rejection_for({**data, "type": endpoint}, exc)], received_at)
         return error_response(RequestError(400, exc.code, exc.message))
     result = store(source, [payload], [], received_at)
     return json_response({"success": True, "duplicate": bool(result.duplicates)} if result.duplicates else

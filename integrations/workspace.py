@@ -29,9 +29,11 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"{verb} source {slug}" for verb, slugs in
-               (("created", self.created), ("updated", self.updated), ("unchanged", self.unchanged))
-               for slug in slugs]
+        out = [
+            f"{verb} source {slug}"
+            for verb, slugs in (("created", self.created), ("updated", self.updated), ("unchanged", self.unchanged))
+            for slug in slugs
+        ]
         return out + self.notes
 
 
@@ -46,12 +48,13 @@ def _source_fields(index: int, spec: Any, problems: list[str]) -> dict[str, Any]
     slug = spec.get("slug")
     where = f"sources[{index}] ({slug})" if isinstance(slug, str) else where
     values = {k: spec[k] for k in SOURCE_KEYS & set(spec)}
-    values.setdefault("name", slug)
-    instance = Source(**{k: v for k, v in values.items() if k != "settings"})
+    instance = Source(**{"name": slug, **{k: v for k, v in values.items() if k != "settings"}})
     try:
         instance.full_clean(exclude=["write_key"] if "write_key" not in spec else [], validate_unique=False)
     except ValidationError as exc:
         problems.extend(f"{where}.{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
+    else:  # compare and store what Django stores (2024 -> "2024"), or a re-import always looks changed
+        values.update({k: getattr(instance, k) for k in values if k != "settings"})
     if "settings" in spec and not isinstance(spec["settings"], dict):
         problems.append(f"{where}.settings: must be an object")
     if "enabled" in spec and not isinstance(spec["enabled"], bool):
@@ -92,7 +95,7 @@ def import_workspace(data: Any) -> ImportReport:
             assert values is not None
             source = Source.objects.filter(slug=values["slug"]).first()
             if source is None:
-                Source.objects.create(**values)
+                Source.objects.create(**{"name": values["slug"], **values})
                 report.created.append(values["slug"])
                 continue
             changed = [k for k, v in values.items() if getattr(source, k) != v]
@@ -104,9 +107,7 @@ def import_workspace(data: Any) -> ImportReport:
             else:
                 report.unchanged.append(values["slug"])
     if data.get("destinations"):
-        report.notes.append(
-            f"skipped {len(data['destinations'])} destinations: this version imports sources only"
-        )
+        report.notes.append(f"skipped {len(data['destinations'])} destinations: this version imports sources only")
     return report
 
 

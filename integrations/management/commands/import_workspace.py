@@ -25,7 +25,7 @@ class Command(BaseCommand):
                     data = json.load(fh)
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror}") from exc
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # not JSON, or not even UTF-8 text
             raise CommandError(f"{path} is not valid JSON: {exc}") from exc
         try:
             report = import_workspace(data)
