@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_q",
     "integrations",
     "deliveries",
 ]
@@ -135,6 +136,44 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# Delivery: django-q2 runs drain tasks; retries, leases and limits live in our own tables (stack.md §2).
+BROKER_URL = os.environ.get("CDPHUB_BROKER", "")
+Q_CLUSTER = {
+    "name": "cdphub",
+    "workers": int(os.environ.get("CDPHUB_WORKERS", "4")),
+    "timeout": 300,  # > a drain's time box + a vendor call
+    "retry": 360,  # ORM redelivery timeout: must exceed timeout
+    "max_attempts": 1,  # our Delivery rows own retries
+    "ack_failures": True,
+    "save_limit": -1,  # the Attempt table is the log; keeping successes costs 5-7x throughput
+    "queue_limit": 8,
+    "poll": 0.05,
+    "catch_up": False,
+    "label": "Task queue",
+    "cache": "qcluster",
+    "log_level": os.environ.get("CDPHUB_WORKER_LOG_LEVEL", "WARNING"),
+}
+if BROKER_URL.startswith("redis"):
+    Q_CLUSTER["redis"] = BROKER_URL
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "qcluster": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": BROKER_URL},
+    }
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["bulk"] = 4
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "qcluster": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": DATA_DIR / "cache"},
+    }
+
+DELIVERY_RETRY_BASE = float(os.environ.get("CDPHUB_RETRY_BASE_SECONDS", "10"))
+DELIVERY_RETRY_CAP = float(os.environ.get("CDPHUB_RETRY_CAP_SECONDS", "900"))
+DELIVERY_LEASE_MARGIN = float(os.environ.get("CDPHUB_LEASE_MARGIN_SECONDS", "30"))
+DELIVERY_DRAIN_SECONDS = float(os.environ.get("CDPHUB_DRAIN_SECONDS", "5"))
+DELIVERY_QUEUE_LEASE = float(os.environ.get("CDPHUB_QUEUE_LEASE_SECONDS", "60"))
+DELIVERY_SWEEP_SECONDS = float(os.environ.get("CDPHUB_SWEEP_SECONDS", "2"))
 
 # The public base URL shown in snippets on the source page (the request's host when empty).
 PUBLIC_URL = os.environ.get("CDPHUB_PUBLIC_URL", "")

@@ -9,3 +9,6 @@ os.environ.setdefault("CDPHUB_ALLOW_PRIVATE_URLS", "1")
 from cdphub.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+
+# Tasks run in the caller unless a test starts a real worker process (which sets CDPHUB_Q_SYNC=0).
+Q_CLUSTER = {**Q_CLUSTER, "sync": env_flag("CDPHUB_Q_SYNC", True)}  # noqa: F405

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,8 +11,12 @@ from typing import Any
 import orjson
 from django.db import IntegrityError, transaction
 
-from deliveries.models import Event
-from integrations.models import Source
+from deliveries.engine import kick
+from deliveries.models import Delivery, Event
+from deliveries.routing import decide
+from integrations.models import Destination, Source
+
+log = logging.getLogger("cdphub.ingest")
 
 EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_EVENT_BYTES = 32 * 1024
@@ -272,6 +277,26 @@ def _accepted_row(source: Source, payload: dict[str, Any], received_at: datetime
     )
 
 
+def route(events: list[Event], destinations: list[Destination]) -> list[Delivery]:
+    """The outbox rows: one Delivery per event and subscribed destination, pending or filtered with why."""
+    outbox = []
+    for event in events:
+        for destination in destinations:
+            decision = decide(destination, event.payload)
+            outbox.append(
+                Delivery(
+                    event=event,
+                    destination=destination,
+                    status=Delivery.Status.PENDING if decision.send else Delivery.Status.FILTERED,
+                    next_attempt_at=event.received_at if decision.send else None,
+                    error_code=decision.code,
+                    error_message=decision.reason,
+                    created_at=event.received_at,
+                )
+            )
+    return outbox
+
+
 def store(
     source: Source,
     payloads: list[dict[str, Any]],
@@ -290,6 +315,8 @@ def store(
         rows.append(_accepted_row(source, payload, received_at))
     rejected_rows = [_rejected_row(source, r, received_at) for r in rejections]
 
+    destinations = list(source.destinations.all()) if rows else []
+
     # A single new event is inserted straight away and a duplicate shows as an IntegrityError; a batch
     # asks first. The second pass covers two concurrent requests racing on PostgreSQL.
     for attempt, check_first in enumerate((len(rows) > 1, True)):
@@ -305,6 +332,8 @@ def store(
                     fresh = [r for r in rows if r.message_id not in existing]
                 if fresh:
                     Event.objects.bulk_create(fresh)
+                    outbox = route(fresh, destinations)
+                    Delivery.objects.bulk_create(outbox)
                 if rejected_rows:
                     Event.objects.bulk_create(rejected_rows)
         except IntegrityError:
@@ -313,5 +342,11 @@ def store(
             continue
         result.duplicates += len(rows) - len(fresh)
         result.accepted = fresh
+        if fresh:  # committed: wake a worker for each destination with new work
+            for destination_id in {d.destination_id for d in outbox if d.status == Delivery.Status.PENDING}:
+                try:
+                    kick(destination_id)
+                except Exception:  # the events are stored; the sweeper queues them within seconds
+                    log.exception("could not queue delivery to destination %s", destination_id)
         return result
     raise AssertionError("unreachable")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from integrations.models import Source
+from integrations.models import Destination, Source
 
 
 class Event(models.Model):
@@ -54,3 +54,94 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event or ''} {self.message_id}".replace("  ", " ")
+
+
+class Delivery(models.Model):
+    """One event for one destination: the outbox row the worker claims, retries and finishes."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        IN_FLIGHT = "in_flight", "in flight"
+        DELIVERED = "delivered"
+        RETRYING = "retrying"
+        FAILED = "failed"
+        FILTERED = "filtered"
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True, help_text="The last error, or why the event was filtered")
+    hint = models.TextField(blank=True, help_text="What to change to fix the error")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True, help_text="From receivedAt to delivered")
+    is_test = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(fields=["destination", "status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due"),
+            models.Index(fields=["status", "lease_expires_at"], name="delivery_lease"),
+            models.Index(fields=["destination", "created_at"], name="delivery_destination_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} → {self.destination_id} ({self.status})"
+
+
+class Attempt(models.Model):
+    """One try of a delivery, with every HTTP exchange it made (secrets redacted, bodies truncated)."""
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered"
+        RETRY = "retry", "will retry"
+        FAILED = "failed"
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    exchanges = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery {self.delivery_id}: {self.outcome}"
+
+
+class Slot(models.Model):
+    """A concurrency slot of a destination: a drain task holds one while it sends (shared by all workers)."""
+
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="slots")
+    number = models.PositiveSmallIntegerField()
+    token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["destination", "number"], name="slot_unique_number")]
+
+    def __str__(self) -> str:
+        return f"slot {self.number} of destination {self.destination_id}"
+
+
+class RateBucket(models.Model):
+    """The token bucket of a destination's rate limit, shared by all workers."""
+
+    destination = models.OneToOneField(Destination, on_delete=models.CASCADE, related_name="rate_bucket")
+    tokens = models.FloatField(default=0)
+    refilled_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"rate bucket of destination {self.destination_id}"

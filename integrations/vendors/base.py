@@ -1,0 +1,379 @@
+"""What every destination vendor shares: typed settings, one HTTP client with a recorded, redacted log, results."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import email.utils
+import ipaddress
+import re
+import socket
+import time
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import orjson
+import requests
+from django.conf import settings
+
+from integrations.mapping import apply_mapping, check_mapping
+
+USER_AGENT = "cdphub/0.1 (+https://github.com/cdphub)"
+BODY_LIMIT = 4096  # characters of each recorded body
+REDACTED = "[REDACTED]"
+SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+SECRET_KEYS = re.compile(r"secret|token|password|passwd|authorization|api[_-]?key|write[_-]?key|signature", re.I)
+
+Outcome = Literal["delivered", "retry", "failed"]
+
+
+@dataclass
+class Result:
+    """What happened to one event: the delivery task turns it into Delivery and Attempt rows."""
+
+    outcome: Outcome
+    status_code: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    hint: str = ""
+    retry_after: float | None = None
+    exchanges: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "delivered"
+
+
+class DeliveryError(Exception):
+    """Raised inside a vendor to end a delivery; `retryable` decides between retry and failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+        hint: str = "",
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.hint = hint
+        self.status_code = status_code
+
+    def result(self, exchanges: list[dict[str, Any]]) -> Result:
+        return Result(
+            "retry" if self.retryable else "failed",
+            status_code=self.status_code,
+            error_code=self.code,
+            error_message=self.message,
+            hint=self.hint,
+            retry_after=self.retry_after,
+            exchanges=exchanges,
+        )
+
+
+# Typed settings --------------------------------------------------------------------------------------
+
+
+def parse_settings(cls: type, data: Any, where: str) -> tuple[Any, list[str]]:
+    """Build dataclass `cls` from a JSON object; return it (or None) and one message per bad field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return None, [f"{where}: must be an object"]
+    problems: list[str] = []
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    problems += [f"{where}.{key}: unknown setting" for key in data if key not in fields]
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in data or data[name] is None:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(f"{where}.{name}: required")
+            continue
+        value = data[name]
+        if not _matches(value, hints[name]):
+            problems.append(f"{where}.{name}: must be {_describe(hints[name])}, not {type(value).__name__}")
+            continue
+        values[name] = value
+    if problems:
+        return None, problems
+    instance = cls(**values)
+    check = getattr(instance, "check", None)
+    if check:
+        problems += [f"{where}.{p}" for p in check()]
+    return (None if problems else instance), problems
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        _, value_type = typing.get_args(hint) or (str, Any)
+        return isinstance(value, dict) and all(isinstance(k, str) and _matches(v, value_type) for k, v in value.items())
+    if origin is list:
+        (item_type,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_matches(v, item_type) for v in value)
+    if hint is Any:
+        return True
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint) if a is not type(None))
+    return {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}.get(
+        hint, "an object" if origin is dict else "a list" if origin is list else str(hint)
+    )
+
+
+# HTTP ------------------------------------------------------------------------------------------------
+
+
+def check_url(url: str) -> None:
+    """Refuse URLs that are not http(s) or that resolve to private, loopback or link-local addresses."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DeliveryError(f"{url[:200]!r} is not an http(s) URL.", code="invalid_url")
+    if settings.ALLOW_PRIVATE_URLS:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise DeliveryError(
+            f"The host {parts.hostname} cannot be resolved.", code="dns_error", retryable=True
+        ) from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise DeliveryError(
+                f"{parts.hostname} resolves to a private address ({address}); cdphub does not send there.",
+                code="private_address",
+                hint="Use a public URL, or set CDPHUB_ALLOW_PRIVATE_URLS=1 if this hub may reach internal hosts.",
+            )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Read Retry-After as seconds or as an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class HttpClient:
+    """One session, a timeout on every call, the private-address guard, and a redacted exchange log."""
+
+    def __init__(self, timeout: float, secrets: list[str], secret_headers: set[str] | None = None) -> None:
+        self.timeout = timeout
+        self.secrets = sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True)
+        self.secret_headers = SECRET_HEADERS | {h.lower() for h in (secret_headers or set())}
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.exchanges: list[dict[str, Any]] = []
+
+    def take_exchanges(self) -> list[dict[str, Any]]:
+        taken, self.exchanges = self.exchanges, []
+        return taken
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        check_url(url)
+        started = time.monotonic()
+        request = requests.Request(method, url, **kwargs)
+        prepared = self.session.prepare_request(request)
+        record: dict[str, Any] = {
+            "request": {
+                "method": method,
+                "url": self.redact_text(url),
+                "headers": self.redact_headers(prepared.headers),
+                "body": self.redact_body(prepared.body),
+            }
+        }
+        self.exchanges.append(record)
+        try:
+            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+        except requests.Timeout:
+            record["error"] = f"No answer within {self.timeout:g} s"
+            raise DeliveryError(record["error"], code="timeout", retryable=True) from None
+        except requests.ConnectionError as exc:
+            record["error"] = f"Connection failed: {self.redact_text(_root_cause(exc))}"
+            raise DeliveryError(record["error"], code="connection_error", retryable=True) from None
+        finally:
+            record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        record["response"] = {
+            "status": response.status_code,
+            "headers": self.redact_headers(response.headers),
+            "body": self.redact_body(response.content),
+        }
+        return response
+
+    def redact_text(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def redact_headers(self, headers: Any) -> dict[str, str]:
+        return {
+            name: REDACTED if name.lower() in self.secret_headers else self.redact_text(str(value))
+            for name, value in headers.items()
+        }
+
+    def redact_body(self, body: bytes | str | None) -> str:
+        if body is None:
+            return ""
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        with contextlib.suppress(orjson.JSONDecodeError):
+            text = orjson.dumps(_redact_keys(orjson.loads(text))).decode()
+        text = self.redact_text(text)
+        return text if len(text) <= BODY_LIMIT else text[:BODY_LIMIT] + f"… ({len(text) - BODY_LIMIT} more characters)"
+
+
+def _redact_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if SECRET_KEYS.search(k) and isinstance(v, str | int) else _redact_keys(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact_keys(v) for v in value]
+    return value
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__context__ is not None and exc.__context__ is not exc:
+        exc = exc.__context__
+    return str(exc)[:300]
+
+
+def describe_response(response: requests.Response) -> str:
+    """The receiver's own words: a JSON message/error field, else the start of the body."""
+    text = response.text[:2000]
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("message", "error_description", "error", "errors", "detail"):
+            if data.get(key):
+                text = data[key] if isinstance(data[key], str) else orjson.dumps(data[key]).decode()
+                break
+    text = " ".join(text.split())[:300]
+    return f"HTTP {response.status_code}" + (f": {text}" if text else "")
+
+
+# Vendors ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NoCredentials:
+    pass
+
+
+class Vendor:
+    """A destination vendor: built with its destination's settings, it turns events into HTTP calls."""
+
+    key: ClassVar[str]
+    label: ClassVar[str]
+    config_class: ClassVar[type]
+    credentials_class: ClassVar[type] = NoCredentials
+    default_mapping: ClassVar[dict[str, Any]] = {}
+    max_batch: ClassVar[int] = 1  # events one deliver() call may take
+    default_rate_limit: ClassVar[tuple[int, float]] = (50, 1.0)  # requests per seconds
+    default_concurrency: ClassVar[int] = 4
+
+    def __init__(
+        self, config: dict[str, Any], credentials: dict[str, Any], mapping: Any = None, *, timeout: float = 10.0
+    ) -> None:
+        self.config, problems = parse_settings(self.config_class, config, "config")
+        self.credentials, more = parse_settings(self.credentials_class, credentials, "credentials")
+        if problems or more:
+            raise DeliveryError(
+                "The destination's settings are invalid: " + "; ".join(problems + more), code="invalid_settings"
+            )
+        self.mapping = mapping if mapping else self.default_mapping
+        self.http = HttpClient(timeout, self.secret_values(), self.secret_header_names())
+
+    @classmethod
+    def validate(cls, config: Any, credentials: Any, mapping: Any = None) -> list[str]:
+        """Return one message per bad field (empty when the settings are good)."""
+        problems = parse_settings(cls.config_class, config, "config")[1]
+        problems += parse_settings(cls.credentials_class, credentials, "credentials")[1]
+        if mapping:
+            problems += check_mapping(mapping) if isinstance(mapping, dict) else ["mapping: must be an object"]
+        return problems
+
+    def secret_values(self) -> list[str]:
+        return [v for v in _leaves(dataclasses.asdict(self.credentials)) if isinstance(v, str)]
+
+    def secret_header_names(self) -> set[str]:
+        return set()
+
+    def map_event(self, event: dict[str, Any]) -> Any:
+        return apply_mapping(self.mapping, event) if self.mapping else event
+
+    def deliver(self, events: list[dict[str, Any]]) -> list[Result]:
+        """Send the events (at most `max_batch`); return one Result per event, in order."""
+        raise NotImplementedError
+
+    def classify(self, response: requests.Response) -> Result:
+        """Default HTTP classes: 2xx delivered; 408, 429 and 5xx retried; any other status failed."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return Result("delivered", status_code=status)
+        retryable = status in (408, 429) or status >= 500
+        message = describe_response(response)
+        if 300 <= status < 400:
+            message += " (redirects are not followed: use the final URL)"
+        return Result(
+            "retry" if retryable else "failed",
+            status_code=status,
+            error_code=f"http_{status}",
+            error_message=message,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
+
+    def send(self, events: list[dict[str, Any]], call: typing.Callable[[], requests.Response]) -> list[Result]:
+        """Run one HTTP call for `events` and give each the same classified Result."""
+        try:
+            result = self.classify(call())
+        except DeliveryError as exc:
+            result = exc.result([])
+        result.exchanges = self.http.take_exchanges()
+        return [dataclasses.replace(result) for _ in events]
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]

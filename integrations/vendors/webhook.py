@@ -1,0 +1,77 @@
+"""Any HTTP endpoint: JSON by POST or PUT, signed the Standard Webhooks way so receivers can verify it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from integrations.vendors.base import Result, Vendor
+
+
+@dataclass
+class WebhookConfig:
+    url: str
+    method: Literal["POST", "PUT"] = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    batch_size: int = 1
+
+    def check(self) -> list[str]:
+        problems = []
+        if not self.url.startswith(("http://", "https://")):
+            problems.append("url: must start with http:// or https://")
+        if not 1 <= self.batch_size <= 500:
+            problems.append("batch_size: must be between 1 and 500")
+        return problems
+
+
+@dataclass
+class WebhookCredentials:
+    signing_secret: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # secret headers, e.g. an API key
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")); whsec_ keys are base64."""
+    key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()
+    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class Webhook(Vendor):
+    key = "webhook"
+    label = "Webhook"
+    config_class = WebhookConfig
+    credentials_class = WebhookCredentials
+    default_rate_limit = (100, 1.0)
+
+    def __init__(self, config: dict[str, Any], credentials: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, credentials, *args, **kwargs)
+        self.max_batch = self.config.batch_size
+
+    def secret_header_names(self) -> set[str]:
+        return set(self.credentials.headers) | {"webhook-signature"}
+
+    def deliver(self, events: list[dict[str, Any]]) -> list[Result]:
+        mapped = [self.map_event(e) for e in events]
+        if self.config.batch_size > 1:
+            body = orjson.dumps({"batch": mapped})
+            message_id = "batch_" + hashlib.sha256("|".join(e["messageId"] for e in events).encode()).hexdigest()[:32]
+        else:
+            body = orjson.dumps(mapped[0])
+            message_id = events[0]["messageId"]
+        headers = {"Content-Type": "application/json", **self.config.headers, **self.credentials.headers}
+        if self.credentials.signing_secret:
+            timestamp = int(time.time())
+            headers |= {
+                "webhook-id": message_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(self.credentials.signing_secret, message_id, timestamp, body),
+            }
+        return self.send(events, lambda: self.http.request(self.config.method, self.config.url, data=body,
+                                                             headers=headers))
