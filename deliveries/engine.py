@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from deliveries.models import Attempt, Delivery, RateBucket, Slot
@@ -290,7 +291,7 @@ def drain(destination_id: int, slot_id: int, token: str) -> str:
             break  # the rest waits for the rate limit; the sweeper queues it when it is due
     _release(slot_id, token)
     # In sync mode (tests) the drain runs inside kick(); chaining another would recurse, the sweeper follows up.
-    if (out_of_time or has_due_work(destination_id)) and not settings.Q_CLUSTER.get("sync"):
+    if (out_of_time or has_due_work(destination_id)) and not Conf.SYNC:
         kick(destination_id)
     return f"sent {sent}"
 
