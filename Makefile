@@ -40,9 +40,14 @@ run: $(VENV)/.installed-run
 	@echo
 	CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1} exec $(VENV)/bin/gunicorn -c cdphub/gunicorn_conf.py
 
+# The suite twice: on the embedded defaults (SQLite + the database broker), then on PostgreSQL + Redis,
+# which tests/services.sh installs and starts on loopback when they are not already running.
 test: $(VENV)/.installed-test browser
 	$(VENV)/bin/ruff check .
+	@echo "== suite on SQLite with the database broker =="
 	$(VENV)/bin/pytest
+	@echo "== suite on PostgreSQL with the Redis broker =="
+	bash tests/services.sh $(VENV)/bin/pytest
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/ingest.py

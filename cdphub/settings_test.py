@@ -12,3 +12,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast log
 
 # Tasks run in the caller unless a test starts a real worker process (which sets CDPHUB_Q_SYNC=0).
 Q_CLUSTER = {**Q_CLUSTER, "sync": env_flag("CDPHUB_Q_SYNC", True)}  # noqa: F405
+
+# Live-server threads must not keep connections open past a request (PostgreSQL cannot drop the test DB).
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
