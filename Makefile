@@ -1,4 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Everything else is set up by them.
+SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,7 +28,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 run: $(VENV)/.installed-run
-	CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1} $(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py import_workspace cdphub/demo_workspace.json
 	$(PY) manage.py collectstatic --noinput -v0
@@ -38,7 +39,11 @@ run: $(VENV)/.installed-run
 	@echo "    -d '{\"userId\": \"user-1\", \"event\": \"Signed Up\", \"properties\": {\"plan\": \"pro\"}}' \\"
 	@echo "    http://127.0.0.1:8000/v1/track"
 	@echo
-	CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1} exec $(VENV)/bin/gunicorn -c cdphub/gunicorn_conf.py
+	@export CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1}; \
+	trap 'kill -TERM $$pids 2>/dev/null; wait' INT TERM; \
+	$(PY) manage.py worker & pids="$$!"; \
+	$(VENV)/bin/gunicorn -c cdphub/gunicorn_conf.py & pids="$$pids $$!"; \
+	wait -n; kill -TERM $$pids 2>/dev/null; wait
 
 # The suite twice: on the embedded defaults (SQLite + the database broker), then on PostgreSQL + Redis,
 # which tests/services.sh installs and starts on loopback when they are not already running.
