@@ -6,7 +6,7 @@ from pathlib import Path
 os.environ.setdefault("CDPHUB_DATA_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
 os.environ.setdefault("CDPHUB_ALLOW_PRIVATE_URLS", "1")
 
-from cdphub.settings import *  # noqa: E402,F403
+from cdphub.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 
