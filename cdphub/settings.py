@@ -30,16 +30,12 @@ def _embedded_secret(filename: str, make) -> str:
     return path.read_text().strip()
 
 
-SECRET_KEY = os.environ.get("CDPHUB_SECRET_KEY") or _embedded_secret(
-    "secret_key", lambda: secrets.token_urlsafe(50)
-)
+SECRET_KEY = os.environ.get("CDPHUB_SECRET_KEY") or _embedded_secret("secret_key", lambda: secrets.token_urlsafe(50))
 DEBUG = env_flag("CDPHUB_DEBUG")
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("CDPHUB_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()
 ]
-CSRF_TRUSTED_ORIGINS = [
-    h.strip() for h in os.environ.get("CDPHUB_CSRF_TRUSTED_ORIGINS", "").split(",") if h.strip()
-]
+CSRF_TRUSTED_ORIGINS = [h.strip() for h in os.environ.get("CDPHUB_CSRF_TRUSTED_ORIGINS", "").split(",") if h.strip()]
 ALLOW_PRIVATE_URLS = env_flag("CDPHUB_ALLOW_PRIVATE_URLS")
 BEHIND_PROXY = env_flag("CDPHUB_BEHIND_PROXY")  # trust X-Forwarded-For for context.ip
 

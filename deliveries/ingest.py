@@ -77,9 +77,7 @@ def parse_time(value: Any, name: str) -> datetime:
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise EventError(
-            "invalid_timestamp", f"{name} is not an ISO-8601 date-time: {value[:60]!r}."
-        ) from None
+        raise EventError("invalid_timestamp", f"{name} is not an ISO-8601 date-time: {value[:60]!r}.") from None
     # Segment's precision is the millisecond; cutting here keeps the stored fields consistent with the rule.
     dt = dt.replace(microsecond=dt.microsecond // 1000 * 1000)
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
@@ -206,8 +204,11 @@ def _normalise_times(payload: dict[str, Any], received_at: datetime, batch_sent_
     sent_raw = payload.get("sentAt")
     if sent_raw is None:
         sent_raw = batch_sent_at
-    original = parse_time(original_raw, "originalTimestamp" if "originalTimestamp" in payload else "timestamp") \
-        if original_raw is not None else None
+    original = (
+        parse_time(original_raw, "originalTimestamp" if "originalTimestamp" in payload else "timestamp")
+        if original_raw is not None
+        else None
+    )
     sent = parse_time(sent_raw, "sentAt") if sent_raw is not None else None
     try:
         if original is not None and sent is not None:

@@ -224,8 +224,9 @@ def _ingest_one(
         store(source, [], [rejection_for({**data, "type": endpoint}, exc)], received_at)
         return error_response(RequestError(400, exc.code, exc.message))
     result = store(source, [payload], [], received_at)
-    return json_response({"success": True, "duplicate": bool(result.duplicates)} if result.duplicates else
-                         {"success": True})
+    return json_response(
+        {"success": True, "duplicate": bool(result.duplicates)} if result.duplicates else {"success": True}
+    )
 
 
 def _ingest_batch(source: Source, data: dict[str, Any], received_at: datetime, ip: str | None) -> HttpResponse:
@@ -254,8 +255,13 @@ def _ingest_batch(source: Source, data: dict[str, Any], received_at: datetime, i
             event_type = item.get("type") if isinstance(item, dict) else None
             payloads.append(
                 normalise(
-                    item, event_type, received_at,
-                    sent_at=sent_at, context=context, integrations=integrations, ip=ip,
+                    item,
+                    event_type,
+                    received_at,
+                    sent_at=sent_at,
+                    context=context,
+                    integrations=integrations,
+                    ip=ip,
                 )
             )
         except EventError as exc:

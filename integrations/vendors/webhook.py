@@ -73,5 +73,6 @@ class Webhook(Vendor):
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": sign(self.credentials.signing_secret, message_id, timestamp, body),
             }
-        return self.send(events, lambda: self.http.request(self.config.method, self.config.url, data=body,
-                                                             headers=headers))
+        return self.send(
+            events, lambda: self.http.request(self.config.method, self.config.url, data=body, headers=headers)
+        )

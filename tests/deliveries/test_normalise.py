@@ -29,8 +29,9 @@ def server_clock(now: datetime) -> Iterator[None]:
         yield
 
 
-def post(client, endpoint: str, body: dict[str, Any], *, key: str | None = WRITE_KEY, now: datetime = RECEIVED,
-         **extra: Any):
+def post(
+    client, endpoint: str, body: dict[str, Any], *, key: str | None = WRITE_KEY, now: datetime = RECEIVED, **extra: Any
+):
     if key is not None:
         extra.setdefault("HTTP_AUTHORIZATION", basic_auth(key))
     with server_clock(now):
@@ -56,10 +57,17 @@ def times(payload: dict[str, Any]) -> dict[str, str]:
 
 
 def test_it_corrects_client_clock_skew_as_received_at_minus_the_send_delay(client, source):
-    post(client, "track", {
-        "userId": "u1", "event": "Order Completed", "messageId": "m1",
-        "originalTimestamp": "2024-05-01T10:00:00.000Z", "sentAt": "2024-05-01T10:00:05.250Z",
-    })
+    post(
+        client,
+        "track",
+        {
+            "userId": "u1",
+            "event": "Order Completed",
+            "messageId": "m1",
+            "originalTimestamp": "2024-05-01T10:00:00.000Z",
+            "sentAt": "2024-05-01T10:00:05.250Z",
+        },
+    )
 
     [row] = accepted()
     assert row.payload == {
@@ -79,9 +87,16 @@ def test_it_corrects_client_clock_skew_as_received_at_minus_the_send_delay(clien
 
 
 def test_it_copies_the_client_timestamp_into_original_timestamp_when_that_is_absent(client, source):
-    post(client, "track", {
-        "userId": "u1", "event": "E", "timestamp": "2024-05-01T10:00:00.000Z", "sentAt": "2024-05-01T10:00:05.250Z",
-    })
+    post(
+        client,
+        "track",
+        {
+            "userId": "u1",
+            "event": "E",
+            "timestamp": "2024-05-01T10:00:00.000Z",
+            "sentAt": "2024-05-01T10:00:05.250Z",
+        },
+    )
 
     assert times(only_payload()) == {
         "originalTimestamp": "2024-05-01T10:00:00.000Z",
@@ -92,10 +107,17 @@ def test_it_copies_the_client_timestamp_into_original_timestamp_when_that_is_abs
 
 
 def test_it_prefers_original_timestamp_to_the_client_timestamp(client, source):
-    post(client, "track", {
-        "userId": "u1", "event": "E", "originalTimestamp": "2024-05-01T10:00:00.000Z",
-        "timestamp": "2024-05-01T09:00:00.000Z", "sentAt": "2024-05-01T10:00:01.000Z",
-    })
+    post(
+        client,
+        "track",
+        {
+            "userId": "u1",
+            "event": "E",
+            "originalTimestamp": "2024-05-01T10:00:00.000Z",
+            "timestamp": "2024-05-01T09:00:00.000Z",
+            "sentAt": "2024-05-01T10:00:01.000Z",
+        },
+    )
 
     assert times(only_payload()) == {
         "originalTimestamp": "2024-05-01T10:00:00.000Z",
@@ -151,22 +173,50 @@ def test_it_keeps_sent_at_but_uses_the_server_clock_when_there_is_no_event_time(
 
 
 def test_it_applies_the_batch_sent_at_to_every_item(client, source):
-    post(client, "batch", {
-        "sentAt": "2024-05-01T10:00:05.250Z",
-        "batch": [
-            {"type": "track", "userId": "u1", "event": "A", "messageId": "m1", "timestamp": "2024-05-01T10:00:00.000Z"},
-            {"type": "track", "userId": "u1", "event": "B", "messageId": "m2", "timestamp": "2024-05-01T10:00:04.000Z"},
-            {"type": "identify", "userId": "u1", "messageId": "m3"},
-        ],
-    })
+    post(
+        client,
+        "batch",
+        {
+            "sentAt": "2024-05-01T10:00:05.250Z",
+            "batch": [
+                {
+                    "type": "track",
+                    "userId": "u1",
+                    "event": "A",
+                    "messageId": "m1",
+                    "timestamp": "2024-05-01T10:00:00.000Z",
+                },
+                {
+                    "type": "track",
+                    "userId": "u1",
+                    "event": "B",
+                    "messageId": "m2",
+                    "timestamp": "2024-05-01T10:00:04.000Z",
+                },
+                {"type": "identify", "userId": "u1", "messageId": "m3"},
+            ],
+        },
+    )
 
     assert [times(e.payload) for e in accepted()] == [
-        {"originalTimestamp": "2024-05-01T10:00:00.000Z", "sentAt": "2024-05-01T10:00:05.250Z",
-         "timestamp": "2024-05-01T11:59:54.750Z", "receivedAt": "2024-05-01T12:00:00.000Z"},
-        {"originalTimestamp": "2024-05-01T10:00:04.000Z", "sentAt": "2024-05-01T10:00:05.250Z",
-         "timestamp": "2024-05-01T11:59:58.750Z", "receivedAt": "2024-05-01T12:00:00.000Z"},
-        {"originalTimestamp": "2024-05-01T12:00:00.000Z", "sentAt": "2024-05-01T10:00:05.250Z",
-         "timestamp": "2024-05-01T12:00:00.000Z", "receivedAt": "2024-05-01T12:00:00.000Z"},
+        {
+            "originalTimestamp": "2024-05-01T10:00:00.000Z",
+            "sentAt": "2024-05-01T10:00:05.250Z",
+            "timestamp": "2024-05-01T11:59:54.750Z",
+            "receivedAt": "2024-05-01T12:00:00.000Z",
+        },
+        {
+            "originalTimestamp": "2024-05-01T10:00:04.000Z",
+            "sentAt": "2024-05-01T10:00:05.250Z",
+            "timestamp": "2024-05-01T11:59:58.750Z",
+            "receivedAt": "2024-05-01T12:00:00.000Z",
+        },
+        {
+            "originalTimestamp": "2024-05-01T12:00:00.000Z",
+            "sentAt": "2024-05-01T10:00:05.250Z",
+            "timestamp": "2024-05-01T12:00:00.000Z",
+            "receivedAt": "2024-05-01T12:00:00.000Z",
+        },
     ]
     assert [e.timestamp for e in accepted()] == [
         datetime(2024, 5, 1, 11, 59, 54, 750000, tzinfo=UTC),
@@ -176,11 +226,22 @@ def test_it_applies_the_batch_sent_at_to_every_item(client, source):
 
 
 def test_an_items_own_sent_at_wins_over_the_batch_sent_at(client, source):
-    post(client, "batch", {
-        "sentAt": "2024-05-01T10:00:05.250Z",
-        "batch": [{"type": "track", "userId": "u1", "event": "A", "timestamp": "2024-05-01T10:00:00.000Z",
-                   "sentAt": "2024-05-01T10:00:00.500Z"}],
-    })
+    post(
+        client,
+        "batch",
+        {
+            "sentAt": "2024-05-01T10:00:05.250Z",
+            "batch": [
+                {
+                    "type": "track",
+                    "userId": "u1",
+                    "event": "A",
+                    "timestamp": "2024-05-01T10:00:00.000Z",
+                    "sentAt": "2024-05-01T10:00:00.500Z",
+                }
+            ],
+        },
+    )
 
     assert times(only_payload()) == {
         "originalTimestamp": "2024-05-01T10:00:00.000Z",
@@ -191,10 +252,16 @@ def test_an_items_own_sent_at_wins_over_the_batch_sent_at(client, source):
 
 
 def test_it_converts_timezone_offsets_to_utc_with_a_z(client, source):
-    post(client, "track", {
-        "userId": "u1", "event": "E",
-        "timestamp": "2024-05-01T12:00:00.000+02:00", "sentAt": "2024-05-01T05:00:05.250-05:00",
-    })
+    post(
+        client,
+        "track",
+        {
+            "userId": "u1",
+            "event": "E",
+            "timestamp": "2024-05-01T12:00:00.000+02:00",
+            "sentAt": "2024-05-01T05:00:05.250-05:00",
+        },
+    )
 
     [row] = accepted()
     assert times(row.payload) == {
@@ -216,8 +283,11 @@ def test_it_converts_an_offset_timestamp_without_sent_at_to_utc(client, source):
 
 
 def test_it_reads_a_timestamp_without_an_offset_as_utc(client, source):
-    post(client, "track", {"userId": "u1", "event": "E", "timestamp": "2024-05-01T10:00:00",
-                           "sentAt": "2024-05-01T10:00:02.000+00:00"})
+    post(
+        client,
+        "track",
+        {"userId": "u1", "event": "E", "timestamp": "2024-05-01T10:00:00", "sentAt": "2024-05-01T10:00:02.000+00:00"},
+    )
 
     assert times(only_payload()) == {
         "originalTimestamp": "2024-05-01T10:00:00.000Z",
@@ -230,8 +300,17 @@ def test_it_reads_a_timestamp_without_an_offset_as_utc(client, source):
 def test_it_keeps_milliseconds_and_drops_finer_precision(client, source):
     server_now = datetime(2024, 5, 1, 12, 0, 0, 999999, tzinfo=UTC)
 
-    post(client, "track", {"userId": "u1", "event": "E", "timestamp": "2024-05-01T10:00:00.123456Z",
-                           "sentAt": "2024-05-01T10:00:01.123456Z"}, now=server_now)
+    post(
+        client,
+        "track",
+        {
+            "userId": "u1",
+            "event": "E",
+            "timestamp": "2024-05-01T10:00:00.123456Z",
+            "sentAt": "2024-05-01T10:00:01.123456Z",
+        },
+        now=server_now,
+    )
 
     [row] = accepted()
     assert times(row.payload) == {
@@ -245,16 +324,22 @@ def test_it_keeps_milliseconds_and_drops_finer_precision(client, source):
 
 
 def test_it_corrects_a_device_clock_that_runs_hours_ahead(client, source):
-    post(client, "track", {"userId": "u1", "event": "E", "timestamp": "2024-05-01T15:00:00.000Z",
-                           "sentAt": "2024-05-01T15:00:01.000Z"})
+    post(
+        client,
+        "track",
+        {"userId": "u1", "event": "E", "timestamp": "2024-05-01T15:00:00.000Z", "sentAt": "2024-05-01T15:00:01.000Z"},
+    )
 
     assert times(only_payload())["timestamp"] == "2024-05-01T11:59:59.000Z"
 
 
 def test_it_corrects_across_a_leap_day_boundary(client, source):
-    post(client, "track", {"userId": "u1", "event": "E", "timestamp": "2024-02-29T23:59:59.500Z",
-                           "sentAt": "2024-03-01T00:00:00.500Z"},
-         now=datetime(2024, 3, 1, 0, 0, 0, 250000, tzinfo=UTC))
+    post(
+        client,
+        "track",
+        {"userId": "u1", "event": "E", "timestamp": "2024-02-29T23:59:59.500Z", "sentAt": "2024-03-01T00:00:00.500Z"},
+        now=datetime(2024, 3, 1, 0, 0, 0, 250000, tzinfo=UTC),
+    )
 
     assert times(only_payload()) == {
         "originalTimestamp": "2024-02-29T23:59:59.500Z",
@@ -321,11 +406,18 @@ def test_it_never_stores_the_write_key_of_a_single_event(client, source):
 
 
 def test_it_never_stores_the_write_key_of_a_batch_or_its_items(client, source):
-    post(client, "batch", {
-        "writeKey": WRITE_KEY,
-        "batch": [{"type": "track", "userId": "u1", "event": "E", "writeKey": WRITE_KEY},
-                  {"type": "identify", "userId": "u1"}],
-    }, key=None)
+    post(
+        client,
+        "batch",
+        {
+            "writeKey": WRITE_KEY,
+            "batch": [
+                {"type": "track", "userId": "u1", "event": "E", "writeKey": WRITE_KEY},
+                {"type": "identify", "userId": "u1"},
+            ],
+        },
+        key=None,
+    )
 
     for row in accepted():
         assert WRITE_KEY not in orjson.dumps(row.payload).decode()
@@ -333,15 +425,17 @@ def test_it_never_stores_the_write_key_of_a_batch_or_its_items(client, source):
 
 def test_it_never_stores_the_write_key_of_a_rejected_event(client, source):
     with server_clock(RECEIVED):
-        response = client.post("/v1/track", data=orjson.dumps({"userId": "u1", "writeKey": WRITE_KEY}),
-                               content_type="application/json")
+        response = client.post(
+            "/v1/track", data=orjson.dumps({"userId": "u1", "writeKey": WRITE_KEY}), content_type="application/json"
+        )
         batch_response = client.post(
             "/v1/batch",
             data=orjson.dumps({"writeKey": WRITE_KEY, "batch": [{"type": "track", "writeKey": WRITE_KEY}]}),
             content_type="application/json",
         )
-        not_a_list = client.post("/v1/batch", data=orjson.dumps({"writeKey": WRITE_KEY, "batch": "x"}),
-                                 content_type="application/json")
+        not_a_list = client.post(
+            "/v1/batch", data=orjson.dumps({"writeKey": WRITE_KEY, "batch": "x"}), content_type="application/json"
+        )
 
     assert (response.status_code, batch_response.status_code, not_a_list.status_code) == (400, 400, 400)
     rows = Event.objects.filter(status=Event.Status.REJECTED)
@@ -355,19 +449,32 @@ def test_it_never_stores_the_write_key_of_a_rejected_event(client, source):
 
 def test_it_merges_the_batch_context_and_integrations_into_each_item_with_the_items_keys_winning(client, source):
     library = {"name": "analytics-python", "version": "2.3.3"}
-    post(client, "batch", {
-        "context": {"library": library, "locale": "en-GB", "ip": "198.51.100.1"},
-        "integrations": {"All": False, "Salesforce Marketing Cloud": True},
-        "batch": [
-            {"type": "track", "userId": "u1", "event": "A", "messageId": "m1",
-             "context": {"locale": "fr-FR", "page": {"path": "/cart"}}, "integrations": {"All": True}},
-            {"type": "identify", "userId": "u1", "messageId": "m2"},
-        ],
-    })
+    post(
+        client,
+        "batch",
+        {
+            "context": {"library": library, "locale": "en-GB", "ip": "198.51.100.1"},
+            "integrations": {"All": False, "Salesforce Marketing Cloud": True},
+            "batch": [
+                {
+                    "type": "track",
+                    "userId": "u1",
+                    "event": "A",
+                    "messageId": "m1",
+                    "context": {"locale": "fr-FR", "page": {"path": "/cart"}},
+                    "integrations": {"All": True},
+                },
+                {"type": "identify", "userId": "u1", "messageId": "m2"},
+            ],
+        },
+    )
 
     first, second = accepted()
     assert first.payload["context"] == {
-        "library": library, "locale": "fr-FR", "ip": "198.51.100.1", "page": {"path": "/cart"},
+        "library": library,
+        "locale": "fr-FR",
+        "ip": "198.51.100.1",
+        "page": {"path": "/cart"},
     }
     assert first.payload["integrations"] == {"All": True, "Salesforce Marketing Cloud": True}
     assert second.payload["context"] == {"library": library, "locale": "en-GB", "ip": "198.51.100.1"}
@@ -375,10 +482,14 @@ def test_it_merges_the_batch_context_and_integrations_into_each_item_with_the_it
 
 
 def test_an_items_context_key_replaces_the_batch_value_whole_rather_than_merging_inside_it(client, source):
-    post(client, "batch", {
-        "context": {"library": {"name": "analytics-python", "version": "2.3.3"}},
-        "batch": [{"type": "track", "userId": "u1", "event": "A", "context": {"library": {"name": "custom"}}}],
-    })
+    post(
+        client,
+        "batch",
+        {
+            "context": {"library": {"name": "analytics-python", "version": "2.3.3"}},
+            "batch": [{"type": "track", "userId": "u1", "event": "A", "context": {"library": {"name": "custom"}}}],
+        },
+    )
 
     assert only_payload()["context"]["library"] == {"name": "custom"}
 
@@ -408,8 +519,12 @@ def test_it_keeps_the_context_ip_the_client_sent(client, source):
 
 def test_it_sets_context_ip_on_every_batch_item_unless_the_batch_context_has_one(client, source):
     post(client, "batch", {"batch": [{"type": "track", "userId": "u1", "event": "E"}]}, REMOTE_ADDR="203.0.113.7")
-    post(client, "batch", {"batch": [{"type": "track", "userId": "u1", "event": "E"}],
-                           "context": {"ip": "192.0.2.10"}}, REMOTE_ADDR="203.0.113.7")
+    post(
+        client,
+        "batch",
+        {"batch": [{"type": "track", "userId": "u1", "event": "E"}], "context": {"ip": "192.0.2.10"}},
+        REMOTE_ADDR="203.0.113.7",
+    )
 
     assert [e.payload["context"] for e in accepted()] == [{"ip": "203.0.113.7"}, {"ip": "192.0.2.10"}]
 
@@ -434,14 +549,22 @@ def test_it_stores_each_type_with_its_defaults_and_the_normalised_fields(client,
 
     [row] = accepted()
     assert row.payload == {
-        **body, **added, "type": endpoint, "messageId": "m1", "version": 2, "custom": {"kept": True},
+        **body,
+        **added,
+        "type": endpoint,
+        "messageId": "m1",
+        "version": 2,
+        "custom": {"kept": True},
         "context": {"ip": "127.0.0.1"},
         "originalTimestamp": "2024-05-01T12:00:00.000Z",
         "timestamp": "2024-05-01T12:00:00.000Z",
         "receivedAt": "2024-05-01T12:00:00.000Z",
     }
     assert (row.type, row.event, row.user_id, row.anonymous_id) == (
-        endpoint, body.get("event", ""), body.get("userId", ""), body.get("anonymousId", "")
+        endpoint,
+        body.get("event", ""),
+        body.get("userId", ""),
+        body.get("anonymousId", ""),
     )
     assert row.status == Event.Status.ACCEPTED
     assert row.reject_reason == ""

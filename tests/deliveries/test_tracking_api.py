@@ -328,46 +328,100 @@ VALIDATION_CASES = [
     ("page", {"anonymousId": ["a1"]}, "invalid_type", "anonymousId must be a string, not a list."),
     ("group", {"userId": "u1", "groupId": {"id": "g1"}}, "invalid_type", "groupId must be a string, not an object."),
     ("alias", {"userId": "u1", "previousId": ["a1"]}, "invalid_type", "previousId must be a string, not a list."),
-    ("track", {"userId": "u1", "event": "E", "properties": [1, 2]}, "invalid_type",
-     "properties must be an object, not a list."),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "properties": [1, 2]},
+        "invalid_type",
+        "properties must be an object, not a list.",
+    ),
     ("page", {"userId": "u1", "properties": "x"}, "invalid_type", "properties must be an object, not a string."),
     ("screen", {"userId": "u1", "properties": []}, "invalid_type", "properties must be an object, not a list."),
     ("identify", {"userId": "u1", "traits": ["a"]}, "invalid_type", "traits must be an object, not a list."),
     ("group", {"userId": "u1", "groupId": "g1", "traits": []}, "invalid_type", "traits must be an object, not a list."),
     ("identify", {"userId": "u1", "context": "web"}, "invalid_type", "context must be an object, not a string."),
-    ("track", {"userId": "u1", "event": "E", "integrations": ["All"]}, "invalid_type",
-     "integrations must be an object, not a list."),
-    ("track", {"userId": "u1", "event": "E", "messageId": 42}, "invalid_type",
-     "messageId must be a string, not a number."),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "integrations": ["All"]},
+        "invalid_type",
+        "integrations must be an object, not a list.",
+    ),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "messageId": 42},
+        "invalid_type",
+        "messageId must be a string, not a number.",
+    ),
     ("track", {"userId": "u1", "event": 42}, "invalid_type", "event must be a string, not a number."),
     ("track", {"userId": "u1", "event": {"name": "E"}}, "invalid_type", "event must be a string, not an object."),
     ("page", {"userId": "u1", "name": {"n": 1}}, "invalid_type", "name must be a string, not an object."),
     ("screen", {"userId": "u1", "category": 3}, "invalid_type", "category must be a string, not a number."),
     ("identify", {"userId": "u" * 256}, "invalid_value", "userId is longer than 255 characters."),
-    ("track", {"userId": "u1", "event": "E", "messageId": "m" * 256}, "invalid_value",
-     "messageId is longer than 255 characters."),
-    ("track", {"userId": "u1", "event": "E", "timestamp": "yesterday"}, "invalid_timestamp",
-     "timestamp is not an ISO-8601 date-time: 'yesterday'."),
-    ("identify", {"userId": "u1", "originalTimestamp": "2024-13-45T10:00:00Z"}, "invalid_timestamp",
-     "originalTimestamp is not an ISO-8601 date-time: '2024-13-45T10:00:00Z'."),
-    ("identify", {"userId": "u1", "originalTimestamp": 1714557600000}, "invalid_timestamp",
-     "originalTimestamp must be an ISO-8601 date-time string, not a number."),
-    ("page", {"userId": "u1", "timestamp": "2024-05-01T10:00:00Z", "sentAt": "soon"}, "invalid_timestamp",
-     "sentAt is not an ISO-8601 date-time: 'soon'."),
-    ("page", {"userId": "u1", "sentAt": ["2024-05-01T10:00:00Z"]}, "invalid_timestamp",
-     "sentAt must be an ISO-8601 date-time string, not a list."),
-    ("track", {"userId": "u1", "event": "E", "timestamp": "", "sentAt": "2024-05-01T10:00:00Z"},
-     "invalid_timestamp", "timestamp is not an ISO-8601 date-time: ''."),
-    ("track", {"userId": "u1", "event": "E", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T00:00:00Z"},
-     "invalid_timestamp", "timestamp, sentAt and originalTimestamp are too far apart."),
-    ("track", {"userId": "u1", "event": "E", "timestamp": "0001-01-01T00:00:00+05:00"},
-     "invalid_timestamp", "timestamp, sentAt and originalTimestamp are too far apart."),
-    ("track", {"userId": "u1", "event": "E", "timestamp": "0001-01-01T00:00:00+05:00",
-               "sentAt": "0001-01-01T00:00:01+05:00"},
-     "invalid_timestamp", "timestamp, sentAt and originalTimestamp are too far apart."),
-    ("track", {"userId": "u1", "event": "E", "timestamp": "2024-05-01T10:00:00Z",
-               "sentAt": "9999-12-31T23:59:59-05:00"},
-     "invalid_timestamp", "timestamp, sentAt and originalTimestamp are too far apart."),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "messageId": "m" * 256},
+        "invalid_value",
+        "messageId is longer than 255 characters.",
+    ),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "timestamp": "yesterday"},
+        "invalid_timestamp",
+        "timestamp is not an ISO-8601 date-time: 'yesterday'.",
+    ),
+    (
+        "identify",
+        {"userId": "u1", "originalTimestamp": "2024-13-45T10:00:00Z"},
+        "invalid_timestamp",
+        "originalTimestamp is not an ISO-8601 date-time: '2024-13-45T10:00:00Z'.",
+    ),
+    (
+        "identify",
+        {"userId": "u1", "originalTimestamp": 1714557600000},
+        "invalid_timestamp",
+        "originalTimestamp must be an ISO-8601 date-time string, not a number.",
+    ),
+    (
+        "page",
+        {"userId": "u1", "timestamp": "2024-05-01T10:00:00Z", "sentAt": "soon"},
+        "invalid_timestamp",
+        "sentAt is not an ISO-8601 date-time: 'soon'.",
+    ),
+    (
+        "page",
+        {"userId": "u1", "sentAt": ["2024-05-01T10:00:00Z"]},
+        "invalid_timestamp",
+        "sentAt must be an ISO-8601 date-time string, not a list.",
+    ),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "timestamp": "", "sentAt": "2024-05-01T10:00:00Z"},
+        "invalid_timestamp",
+        "timestamp is not an ISO-8601 date-time: ''.",
+    ),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T00:00:00Z"},
+        "invalid_timestamp",
+        "timestamp, sentAt and originalTimestamp are too far apart.",
+    ),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "timestamp": "0001-01-01T00:00:00+05:00"},
+        "invalid_timestamp",
+        "timestamp, sentAt and originalTimestamp are too far apart.",
+    ),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "timestamp": "0001-01-01T00:00:00+05:00", "sentAt": "0001-01-01T00:00:01+05:00"},
+        "invalid_timestamp",
+        "timestamp, sentAt and originalTimestamp are too far apart.",
+    ),
+    (
+        "track",
+        {"userId": "u1", "event": "E", "timestamp": "2024-05-01T10:00:00Z", "sentAt": "9999-12-31T23:59:59-05:00"},
+        "invalid_timestamp",
+        "timestamp, sentAt and originalTimestamp are too far apart.",
+    ),
 ]
 
 
@@ -395,7 +449,11 @@ def test_it_records_a_rejected_event_under_its_endpoints_type_with_what_the_debu
 
     [row] = rejected()
     assert (row.message_id, row.type, row.event, row.user_id, row.anonymous_id) == (
-        "m-bad", "track", "Signed Up", "u1", "a1"
+        "m-bad",
+        "track",
+        "Signed Up",
+        "u1",
+        "a1",
     )
     assert row.payload == {**body, "type": "track"}
     assert row.received_at == row.timestamp
@@ -482,8 +540,17 @@ def test_it_refuses_a_body_that_is_not_a_usable_json_object_with_a_json_400(
         b'{"a": 1} trailing',
         nested(2_000),
     ],
-    ids=["truncated", "single-quotes", "trailing-comma", "nan", "infinity", "lone-surrogate", "not-utf8",
-         "trailing-text", "too-deep-for-the-parser"],
+    ids=[
+        "truncated",
+        "single-quotes",
+        "trailing-comma",
+        "nan",
+        "infinity",
+        "lone-surrogate",
+        "not-utf8",
+        "trailing-text",
+        "too-deep-for-the-parser",
+    ],
 )
 def test_it_refuses_invalid_json_with_a_json_400(client, source, body):
     response = post(client, "track", body)
@@ -598,9 +665,7 @@ def test_it_refuses_a_gzip_bomb_that_inflates_past_500_kb_with_413(client, sourc
 
 
 def test_it_refuses_a_gzipped_single_event_that_inflates_past_32_kb_with_413(client, source):
-    response = post(
-        client, "track", gzip.compress(padded_track(32 * 1024 + 1)), HTTP_CONTENT_ENCODING="gzip"
-    )
+    response = post(client, "track", gzip.compress(padded_track(32 * 1024 + 1)), HTTP_CONTENT_ENCODING="gzip")
 
     assert response.status_code == 413
     assert response.json() == error(
@@ -743,16 +808,36 @@ def test_it_accepts_the_valid_items_of_a_batch_and_lists_the_rejected_ones(clien
         "success": True,
         "accepted": 2,
         "rejected": [
-            {"index": 1, "messageId": "m-no-event", "code": "missing_field",
-             "reason": "A track call needs an event name (the event field)."},
-            {"index": 2, "messageId": "m-no-identity", "code": "missing_identity",
-             "reason": "Every event needs a userId or an anonymousId."},
-            {"index": 3, "messageId": ANY, "code": "invalid_event",
-             "reason": "An event must be a JSON object, not a string."},
-            {"index": 4, "messageId": "m-no-type", "code": "invalid_type",
-             "reason": "Every event in a batch needs a type (identify, track, page, screen, group or alias)."},
-            {"index": 5, "messageId": "m-bad-type", "code": "invalid_type",
-             "reason": "type must be one of identify, track, page, screen, group, alias; got 'purchase'."},
+            {
+                "index": 1,
+                "messageId": "m-no-event",
+                "code": "missing_field",
+                "reason": "A track call needs an event name (the event field).",
+            },
+            {
+                "index": 2,
+                "messageId": "m-no-identity",
+                "code": "missing_identity",
+                "reason": "Every event needs a userId or an anonymousId.",
+            },
+            {
+                "index": 3,
+                "messageId": ANY,
+                "code": "invalid_event",
+                "reason": "An event must be a JSON object, not a string.",
+            },
+            {
+                "index": 4,
+                "messageId": "m-no-type",
+                "code": "invalid_type",
+                "reason": "Every event in a batch needs a type (identify, track, page, screen, group or alias).",
+            },
+            {
+                "index": 5,
+                "messageId": "m-bad-type",
+                "code": "invalid_type",
+                "reason": "type must be one of identify, track, page, screen, group, alias; got 'purchase'.",
+            },
         ],
     }
     assert uuid.UUID(body["rejected"][2]["messageId"])
@@ -775,10 +860,18 @@ def test_it_refuses_a_batch_whose_items_are_all_rejected_with_400(client, source
         "success": False,
         "accepted": 0,
         "rejected": [
-            {"index": 0, "messageId": "m1", "code": "missing_field",
-             "reason": "A track call needs an event name (the event field)."},
-            {"index": 1, "messageId": "m2", "code": "missing_field",
-             "reason": "An alias needs both previousId and userId."},
+            {
+                "index": 0,
+                "messageId": "m1",
+                "code": "missing_field",
+                "reason": "A track call needs an event name (the event field).",
+            },
+            {
+                "index": 1,
+                "messageId": "m2",
+                "code": "missing_field",
+                "reason": "An alias needs both previousId and userId.",
+            },
         ],
         "code": "invalid_batch",
         "message": "All 2 events in the batch were rejected.",
@@ -841,12 +934,16 @@ def test_it_uses_the_endpoint_as_the_type_of_a_single_event(client, source):
 
 @pytest.mark.parametrize("endpoint", [*SINGLE_ENDPOINTS, *BATCH_ENDPOINTS])
 def test_it_answers_with_a_trailing_slash_too(client, source, endpoint):
-    body = {"batch": [track("m1")]} if endpoint in BATCH_ENDPOINTS else one_of_each_type()[
-        SINGLE_ENDPOINTS.index(endpoint)
-    ]
+    body = (
+        {"batch": [track("m1")]}
+        if endpoint in BATCH_ENDPOINTS
+        else one_of_each_type()[SINGLE_ENDPOINTS.index(endpoint)]
+    )
 
     response = client.post(
-        f"/v1/{endpoint}/", data=orjson.dumps(body), content_type="application/json",
+        f"/v1/{endpoint}/",
+        data=orjson.dumps(body),
+        content_type="application/json",
         HTTP_AUTHORIZATION=basic_auth(WRITE_KEY),
     )
 
