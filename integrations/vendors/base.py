@@ -101,7 +101,7 @@ def parse_settings(cls: type, data: Any, where: str) -> tuple[Any, list[str]]:
             continue
         value = data[name]
         if not _matches(value, hints[name]):
-            problems.append(f"{where}.{name}: must be {_describe(hints[name])}, not {type(value).__name__}")
+            problems.append(f"{where}.{name}: must be {_describe(hints[name])}{_not(value, hints[name])}")
             continue
         values[name] = value
     if problems:
@@ -136,15 +136,33 @@ def _matches(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+KINDS = {str: "string", bool: "boolean", int: "number", float: "number", dict: "object", list: "list"}
+
+
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(hint) if a is not type(None))
+    if origin in (dict, list) and typing.get_args(hint) and typing.get_args(hint)[-1] in KINDS:
+        return ("an object of " if origin is dict else "a list of ") + KINDS[typing.get_args(hint)[-1]] + "s"
     return {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}.get(
         hint, "an object" if origin is dict else "a list" if origin is list else str(hint)
     )
+
+
+def _not(value: Any, hint: Any) -> str:
+    """Say what the value is instead, in JSON words: ", not 'GET'", ", not a string"."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return f", not {value!r}"
+    is_union = origin in (typing.Union, types.UnionType)
+    origins = {typing.get_origin(a) for a in typing.get_args(hint)} if is_union else {origin}
+    if (dict in origins and isinstance(value, dict)) or (list in origins and isinstance(value, list)):
+        return ""  # the right container holding a wrong item: the description already says what items must be
+    kind = KINDS.get(type(value), type(value).__name__)
+    return f", not {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 # HTTP ------------------------------------------------------------------------------------------------
@@ -367,6 +385,7 @@ class Vendor:
             result = self.classify(call())
         except DeliveryError as exc:
             result = exc.result([])
+        result.error_message = self.http.redact_text(result.error_message)  # receivers may echo a credential
         result.exchanges = self.http.take_exchanges()
         return [dataclasses.replace(result) for _ in events]
 

@@ -55,9 +55,13 @@ class Segment(Vendor):
             size += encoded + 1
         url = self.config.base_url.rstrip("/") + "/v1/batch"
         auth = (self.credentials.write_key, "")  # Basic auth: the write key and an empty password
+        headers = {"Content-Type": "application/json"}
         for chunk in filter(None, chunks):
-            body = {"batch": [item for _, item in chunk], "sentAt": _now()}
-            sent = self.send(chunk, lambda body=body: self.http.request("POST", url, json=body, auth=auth))
+            # Send the compact bytes that were measured: requests' json= adds spaces and \u escapes.
+            body = orjson.dumps({"batch": [item for _, item in chunk], "sentAt": _now()})
+            sent = self.send(
+                chunk, lambda body=body: self.http.request("POST", url, data=body, headers=headers, auth=auth)
+            )
             results.update((i, result) for (i, _), result in zip(chunk, sent, strict=True))
         return [results[i] for i in range(len(events))]
 
