@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 
-from integrations.crypto import EncryptedJSONField
+from integrations.crypto import CANNOT_DECRYPT, EncryptedJSONField, Undecryptable
+from integrations.mapping import MappingError, compile_expression
 
 
 def new_write_key() -> str:
@@ -42,6 +45,49 @@ def vendor_choices() -> list[tuple[str, str]]:
     return [(key, vendor.label) for key, vendor in VENDORS.items()]
 
 
+EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+FILTER_KEYS = ("types", "events", "condition")
+MAX_RETRY_DEADLINE = timedelta(days=30)
+
+
+def routing_problems(filter_spec: Any, consent_categories: Any) -> list[str]:
+    """Check the shape of a destination's filter and consent categories; one message per bad field."""
+    problems: list[str] = []
+    if filter_spec is None:
+        filter_spec = {}
+    if not isinstance(filter_spec, dict):
+        problems.append('filter: must be an object like {"types": [], "events": [], "condition": null}')
+    else:
+        problems += [
+            f"filter.{key}: unknown key (use {', '.join(FILTER_KEYS)})" for key in filter_spec if key not in FILTER_KEYS
+        ]
+        types = filter_spec.get("types")
+        if types is not None and not (isinstance(types, list) and all(isinstance(t, str) for t in types)):
+            problems.append("filter.types: must be a list of event types")
+        elif types:
+            unknown = [t for t in types if t not in EVENT_TYPES]
+            if unknown:
+                problems.append(
+                    f"filter.types: {', '.join(map(repr, unknown))} is not an event type (use {', '.join(EVENT_TYPES)})"
+                )
+        events = filter_spec.get("events")
+        if events is not None and not (isinstance(events, list) and all(isinstance(e, str) for e in events)):
+            problems.append("filter.events: must be a list of event names")
+        condition = filter_spec.get("condition")
+        if condition is not None and not isinstance(condition, str):
+            problems.append("filter.condition: must be a JMESPath expression (a string) or null")
+        elif condition:
+            try:
+                compile_expression(condition)
+            except MappingError as exc:
+                problems.append(f"filter.condition: {exc}")
+    if consent_categories is not None and not (
+        isinstance(consent_categories, list) and all(isinstance(c, str) and c for c in consent_categories)
+    ):
+        problems.append('consent_categories: must be a list of category names, e.g. ["Advertising"]')
+    return problems
+
+
 class Destination(models.Model):
     """Where events go: a vendor, its settings and secrets, which sources feed it and which events pass."""
 
@@ -60,7 +106,7 @@ class Destination(models.Model):
     )
     mapping = models.JSONField(default=dict, blank=True, help_text="JMESPath expressions over the event")
     consent_categories = models.JSONField(
-        default=list, blank=True, help_text="Consent categories the user must have granted, e.g. [\"Advertising\"]"
+        default=list, blank=True, help_text='Consent categories the user must have granted, e.g. ["Advertising"]'
     )
     rate_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most requests per rate period (blank: the vendor's default)"
@@ -84,6 +130,39 @@ class Destination(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Check settings the way the worker will read them: the vendor's rules, the filter, consent, limits.
+
+        Each message starts with its field's path ("config.url: required") and is filed under that field.
+        """
+        from integrations.vendors import VENDORS
+
+        problems: list[str] = []
+        vendor = VENDORS.get(self.vendor)
+        locked = isinstance(self.credentials, Undecryptable)
+        if locked:
+            problems.append(
+                f"credentials: {CANNOT_DECRYPT} (the stored secrets were encrypted with a key that is not "
+                "configured: add that key, or enter the credentials again)"
+            )
+        if vendor is not None:  # an unknown vendor is reported by the field's choices
+            found = vendor.validate(self.config, {} if locked else self.credentials, self.mapping)
+            problems += [p for p in found if not (locked and p.startswith("credentials"))]
+        problems += routing_problems(self.filter, self.consent_categories)
+        for name in ("timeout", "rate_period"):
+            value = getattr(self, name)
+            if isinstance(value, int | float) and value <= 0:
+                problems.append(f"{name}: must be more than 0 seconds")
+        if isinstance(self.retry_deadline, timedelta) and not timedelta(0) < self.retry_deadline <= MAX_RETRY_DEADLINE:
+            problems.append(f"retry_deadline: must be more than 0 seconds and at most {MAX_RETRY_DEADLINE.days} days")
+        if problems:
+            fields = {f.name for f in self._meta.concrete_fields}
+            errors: dict[str, list[str]] = {}
+            for problem in problems:
+                name = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
+                errors.setdefault(name if name in fields else NON_FIELD_ERRORS, []).append(problem)
+            raise ValidationError(errors)
 
     @property
     def vendor_class(self):
