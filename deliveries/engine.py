@@ -73,14 +73,16 @@ def kick(destination_id: int, *, fill: bool = False) -> int:
     destination = Destination.objects.filter(id=destination_id).only(*fields).first()
     if destination is None or not destination.enabled or destination.paused:
         return 0
-    concurrency = destination.limits()[2]
+    # Never every process of a cluster for one destination: a slow one must leave a process for the others.
+    concurrency = min(destination.limits()[2], max(1, Conf.WORKERS - 1))
     timing = Timing.current()
     started = 0
     while True:
         now = timezone.now()
         free = list(
-            Slot.objects.filter(_free_slot_filter(now), destination_id=destination_id, number__lt=concurrency)
-            .values_list("id", flat=True)[: concurrency if fill else 1]
+            Slot.objects.filter(
+                _free_slot_filter(now), destination_id=destination_id, number__lt=concurrency
+            ).values_list("id", flat=True)[: concurrency if fill else 1]
         )
         if not free:
             if Slot.objects.filter(destination_id=destination_id).count() >= concurrency:
@@ -245,8 +247,18 @@ def record(
         Attempt.objects.bulk_create(attempts)
         Delivery.objects.bulk_update(
             deliveries,
-            ["status", "attempts", "next_attempt_at", "lease_expires_at", "error_code", "error_message", "hint",
-             "delivered_at", "latency_ms", "updated_at"],
+            [
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "lease_expires_at",
+                "error_code",
+                "error_message",
+                "hint",
+                "delivered_at",
+                "latency_ms",
+                "updated_at",
+            ],
         )
         changes = {}
         if any(r.ok for r in results):
@@ -315,7 +327,10 @@ def _send_claimed(
         granted += more
     lease_until = time.monotonic() + lease.total_seconds()
     sent = 0
+    done = 0  # groups sent
     for group in groups[:granted]:
+        if done and time.monotonic() >= stop_at:
+            break  # the time box is over (the slot's lease counts on it): the next drain sends the rest
         if lease_until - time.monotonic() < destination.timeout + 1:
             remaining = [d.id for g in groups[groups.index(group) : granted] for d in g]
             Delivery.objects.filter(id__in=remaining, status=Delivery.Status.IN_FLIGHT).update(
@@ -327,6 +342,8 @@ def _send_claimed(
         results = send(vendor, group, build_error)
         record(destination, group, results, started, int((time.monotonic() - clock) * 1000), timing)
         sent += len(group)
+        done += 1
+    release([d for g in groups[done:granted] for d in g], 0)
     release([d for g in groups[granted:] for d in g], wait)
     return sent, granted < len(groups)
 
@@ -360,4 +377,3 @@ def retry_now(delivery_ids: list[int]) -> int:
     destinations = set(Delivery.objects.filter(id__in=delivery_ids).values_list("destination_id", flat=True))
     transaction.on_commit(lambda: [kick(d, fill=True) for d in destinations])
     return count
-

@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from multiprocessing.connection import wait
 from typing import Any
 
 from django.conf import settings
@@ -45,5 +46,24 @@ class Command(BaseCommand):
                 close_old_connections()
             stopping.wait(settings.DELIVERY_SWEEP_SECONDS)
         self.stdout.write("cdphub worker: stopping (finishing the tasks in hand)")
-        cluster.stop()
+        self.stdout.flush()
+        stop_cluster(cluster)
         self.stdout.write("cdphub worker: stopped")
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    """cluster.stop(), without hanging when the cluster was killed with us.
+
+    When the whole process group gets SIGTERM (systemd's default KillMode=control-group, a supervisor's
+    stopasgroup), django-q2's sentinel dies at once (it keeps SIGTERM's default action) while it sleeps on the
+    stop event, and Cluster.stop() then blocks for ever in stop_event.set(), waiting for that sleeper to wake.
+    So stop from a helper thread and stop waiting for it shortly after the sentinel has exited.
+    """
+    stopper = threading.Thread(target=cluster.stop, name="cluster-stop", daemon=True)
+    stopper.start()
+    while stopper.is_alive():
+        if wait([cluster.sentinel.sentinel], timeout=0.5):  # the sentinel process has ended
+            stopper.join(2)
+            if stopper.is_alive():
+                log.warning("the task cluster was stopped by a signal to the whole process group")
+            return
