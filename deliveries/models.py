@@ -42,6 +42,9 @@ class Event(models.Model):
             models.Index(fields=["event"], name="event_name"),
             models.Index(fields=["user_id"], name="event_user"),
             models.Index(fields=["anonymous_id"], name="event_anonymous"),
+            # The admin's exact message-id search (across sources) and its status filter, newest first.
+            models.Index(fields=["message_id"], name="event_message"),
+            models.Index(fields=["status", "received_at"], name="event_status_received"),
         ]
         constraints = [
             # Dedupe: one accepted event per (source, messageId); rejected copies may repeat.
