@@ -19,6 +19,7 @@ import orjson
 import requests
 from django.conf import settings
 
+from integrations.crypto import CANNOT_DECRYPT, Undecryptable
 from integrations.mapping import apply_mapping, check_mapping
 
 USER_AGENT = "cdphub/0.1 (+https://github.com/cdphub)"
@@ -87,6 +88,8 @@ def parse_settings(cls: type, data: Any, where: str) -> tuple[Any, list[str]]:
     """Build dataclass `cls` from a JSON object; return it (or None) and one message per bad field."""
     if data is None:
         data = {}
+    if isinstance(data, Undecryptable):  # stored with a key that is no longer configured
+        return None, [f"{where}: {CANNOT_DECRYPT}"]
     if not isinstance(data, dict):
         return None, [f"{where}: must be an object"]
     problems: list[str] = []

@@ -263,3 +263,13 @@ def test_without_keys_configured_one_is_generated_into_the_data_dir(
         assert path.read_text().strip() == key
     finally:
         reset_keys()
+
+
+def test_vendor_settings_report_unreadable_credentials_instead_of_a_type_error() -> None:
+    from integrations.vendors.base import parse_settings
+
+    settings, problems = parse_settings(dict, crypto.Undecryptable("gAAAA-old-token"), "credentials")
+
+    assert settings is None
+    assert problems == [f"credentials: {crypto.CANNOT_DECRYPT}"]
+    assert "gAAAA" not in problems[0]
