@@ -325,10 +325,14 @@ def store(
         try:
             with transaction.atomic():
                 if check_first and rows:
+                    # No ORDER BY (Event.Meta.ordering): with one, SQLite walks the source's index in time
+                    # order, every row the source ever stored, instead of probing the unique index per id.
                     existing = set(
                         Event.objects.filter(
                             source=source, status=Event.Status.ACCEPTED, message_id__in=[r.message_id for r in rows]
-                        ).values_list("message_id", flat=True)
+                        )
+                        .order_by()
+                        .values_list("message_id", flat=True)
                     )
                     fresh = [r for r in rows if r.message_id not in existing]
                 if fresh:
