@@ -54,8 +54,47 @@ def events_url(source: Source) -> str:
     return reverse("admin:deliveries_event_changelist") + f"?source__id__exact={source.pk}"
 
 
+class CountedDeletes:
+    """Count what goes with the deleted objects instead of listing it: a busy one has millions of rows."""
+
+    model: type[models.Model]
+    admin_site: admin.AdminSite
+
+    def get_deleted_objects(
+        self, objs: QuerySet[Any] | list[Any], request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        opts = self.model._meta
+        chosen = list(objs)
+        to_delete: list[Any] = [
+            format_html(
+                '{}: <a href="{}">{}</a>',
+                capfirst(opts.verbose_name),
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
+                obj,
+            )
+            for obj in chosen
+        ]
+        model_count = {str(opts.verbose_name_plural): len(chosen)}
+        perms_needed: set[str] = set()
+        for relation in opts.related_objects:
+            if not relation.one_to_many or relation.on_delete is not models.CASCADE:
+                continue
+            if not self.admin_site.is_registered(relation.related_model):
+                continue  # bookkeeping rows (a destination's slots) go too, unmentioned
+            related = relation.related_model._meta
+            count = relation.related_model._base_manager.filter(**{f"{relation.field.name}__in": chosen}).count()
+            if not count:
+                continue
+            name = str(related.verbose_name_plural)
+            model_count[name] = count
+            to_delete.append(f"{count:,} {name}, with everything recorded for them")
+            if not request.user.has_perm(f"{related.app_label}.delete_{related.model_name}"):
+                perms_needed.add(str(related.verbose_name))
+        return to_delete, model_count, perms_needed, []
+
+
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(CountedDeletes, admin.ModelAdmin):
     list_display = ["name", "kind", "enabled", "events_24h", "last_event_at"]
     list_editable = ["enabled"]
     list_filter = ["kind", "enabled"]
@@ -128,33 +167,3 @@ class SourceAdmin(admin.ModelAdmin):
             return "never"
         at = timezone.localtime(source.last_event_at)
         return format_html('<span title="{}">{} ago</span>', date_format(at, "Y-m-d H:i:s T"), timesince(at, depth=1))
-
-    def get_deleted_objects(
-        self, objs: QuerySet[Source] | list[Source], request: HttpRequest
-    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
-        """Count what goes with the sources instead of listing it: a busy source has millions of events."""
-        sources = list(objs)
-        to_delete: list[Any] = [
-            format_html(
-                '{}: <a href="{}">{}</a>',
-                capfirst(Source._meta.verbose_name),
-                reverse("admin:integrations_source_change", args=[s.pk]),
-                s,
-            )
-            for s in sources
-        ]
-        model_count = {str(Source._meta.verbose_name_plural): len(sources)}
-        perms_needed: set[str] = set()
-        for relation in Source._meta.related_objects:
-            if not relation.one_to_many or relation.on_delete is not models.CASCADE:
-                continue
-            related = relation.related_model._meta
-            count = relation.related_model._base_manager.filter(**{f"{relation.field.name}__in": sources}).count()
-            if not count:
-                continue
-            name = str(related.verbose_name_plural)
-            model_count[name] = count
-            to_delete.append(f"{count:,} {name}, with everything recorded for them")
-            if not request.user.has_perm(f"{related.app_label}.delete_{related.model_name}"):
-                perms_needed.add(str(related.verbose_name))
-        return to_delete, model_count, perms_needed, []
