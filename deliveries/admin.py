@@ -1,18 +1,28 @@
-"""Admin for events: a read-only log that stays fast with millions of rows."""
+"""Admin for events and deliveries: read-only logs that stay fast with millions of rows, and Retry now."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
-from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from deliveries.models import Event
+from deliveries.engine import kick, retry_now
+from deliveries.models import Attempt, Delivery, Event
+from integrations.models import Destination
+from integrations.signals import destinations_resumed
 
 ID_CHARS = 9  # enough to tell ids apart in the list (a UUID's first group); the event page shows them whole
 
@@ -25,11 +35,160 @@ def moment(value: datetime, precise: bool = False) -> str:
     return f"{local:%Y-%m-%d}\xa0{local:%H:%M:%S}"  # one line in the list
 
 
+def compact_moment(value: datetime) -> str:
+    """The time alone when it is today, else the date and minute; the exact moment in the tooltip."""
+    local = timezone.localtime(value)
+    if local.date() == timezone.localdate():
+        text = f"{local:%H:%M:%S}"
+    else:
+        text = f"{local:%b}\xa0{local.day}\xa0{local:%H:%M}"
+    return format_html('<span title="{}">{}</span>', moment(value, precise=True), text)
+
+
+def until(value: datetime) -> str:
+    seconds = (value - timezone.now()).total_seconds()
+    text = "due now" if seconds <= 0 else f"in {duration(seconds * 1000)}"
+    return format_html('<span title="{}">{}</span>', moment(value, precise=True), text)
+
+
 def short_id(value: str) -> str:
     """Shorten a long identifier (a UUID) for the list, with the whole value as a tooltip."""
     if len(value) <= ID_CHARS + 1:
         return value or "-"
     return format_html('<span title="{}">{}</span>', value, Truncator(value).chars(ID_CHARS))
+
+
+ERROR_CHARS = 80
+RETRYABLE = (Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.FAILED)
+RETRY_CHUNK = 1000  # delivery ids per UPDATE: "select all" may pick many thousands
+
+
+def status_badge(delivery: Delivery) -> str:
+    return format_html(
+        '<span class="status status-{}">{}</span>', delivery.status, delivery.get_status_display().capitalize()
+    )
+
+
+def error_summary(delivery: Delivery | Attempt, chars: int = ERROR_CHARS) -> str:
+    """The error code and the start of the message (whole in the tooltip); a filter's reason for filtered."""
+    if not delivery.error_code and not delivery.error_message:
+        return "-"
+    return format_html(
+        '<span class="error" title="{}"><code>{}</code> {}</span>',
+        delivery.error_message,
+        delivery.error_code,
+        Truncator(delivery.error_message).chars(chars),
+    )
+
+
+def duration(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    if ms < 3_600_000:
+        return f"{ms / 60_000:.1f} min"
+    return f"{ms / 3_600_000:.1f} h"
+
+
+def pretty_body(body: Any) -> str:
+    """A recorded body as indented JSON when it is JSON (a truncated one is not), else as it was."""
+    if not isinstance(body, str):
+        return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        return body
+
+
+def http_message(first_line: str, headers: dict[str, Any] | None, body: Any) -> str:
+    lines = [first_line, *(f"{name}: {value}" for name, value in (headers or {}).items())]
+    text = pretty_body(body) if body not in (None, "") else ""
+    return "\n".join(lines) + ("\n\n" + text if text else "")
+
+
+def render_exchanges(exchanges: Sequence[dict[str, Any]], open_last: bool = False) -> str:
+    """Every HTTP exchange of an attempt, as recorded (already redacted): a summary line that opens on both messages."""
+    if not exchanges:
+        return format_html('<span class="quiet">{}</span>', "No HTTP request was made.")
+    items = []
+    for number, exchange in enumerate(exchanges, 1):
+        request = exchange.get("request") or {}
+        response = exchange.get("response")
+        outcome = f"HTTP {response.get('status')}" if response else exchange.get("error") or "no answer"
+        status = response.get("status", 0) if response else 0
+        method, url = request.get("method", ""), request.get("url", "")
+        parts = [("Request", http_message(f"{method} {url}", request.get("headers"), request.get("body")))]
+        if response:
+            parts.append(("Response", http_message(outcome, response.get("headers"), response.get("body"))))
+        else:
+            parts.append(("Response", outcome))
+        items.append(
+            format_html(
+                '<details class="exchange"{}><summary><span class="method">{}</span> {} <span class="arrow">→</span> '
+                '<span class="outcome{}">{}</span> <span class="quiet">· {}</span></summary>{}</details>',
+                " open" if open_last and number == len(exchanges) else "",
+                method,
+                url,
+                " ok" if 200 <= status < 300 else " bad",
+                outcome,
+                duration(exchange.get("duration_ms")),
+                format_html_join(
+                    "", '<div class="exchange-part"><div class="exchange-label">{}</div><pre>{}</pre></div>', parts
+                ),
+            )
+        )
+    return format_html_join("", "{}", ((item,) for item in items))
+
+
+class DeliveryInline(admin.TabularInline):
+    """The event's deliveries, filtered ones with their reason."""
+
+    model = Delivery
+    fields = ["destination_", "status_", "attempts", "error_", "delivered_at_", "details"]
+    readonly_fields = fields
+    extra = 0
+    verbose_name_plural = "Deliveries"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        return super().get_queryset(request).select_related("destination").order_by("destination__name", "id")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Destination")
+    def destination_(self, delivery: Delivery) -> str:
+        return destination_link(delivery.destination)
+
+    @admin.display(description="Status")
+    def status_(self, delivery: Delivery) -> str:
+        return status_badge(delivery)
+
+    @admin.display(description="Error or reason")
+    def error_(self, delivery: Delivery) -> str:
+        return error_summary(delivery, chars=200)
+
+    @admin.display(description="Delivered at")
+    def delivered_at_(self, delivery: Delivery) -> str:
+        return moment(delivery.delivered_at) if delivery.delivered_at else "-"
+
+    @admin.display(description="")
+    def details(self, delivery: Delivery) -> str:
+        url = reverse("admin:deliveries_delivery_change", args=[delivery.pk])
+        return format_html('<a href="{}">{}</a>', url, "Attempts and requests")
+
+
+def destination_link(destination: Destination) -> str:
+    url = reverse("admin:integrations_destination_change", args=[destination.pk])
+    return format_html('<a href="{}">{}</a>', url, destination.name)
 
 
 @admin.register(Event)
@@ -44,6 +203,10 @@ class EventAdmin(admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) over the whole table on every filtered page
     ordering = ["-received_at", "-id"]
     readonly_fields = ["received_at_", "timestamp_", "pretty_payload"]
+    inlines = [DeliveryInline]
+
+    class Media:
+        css = {"all": ["deliveries/deliveries.css"]}
 
     def get_fieldsets(self, request: HttpRequest, obj: Event | None = None) -> list[tuple[str | None, dict]]:
         fields = ["source", "type", "event", "status"]
@@ -113,3 +276,280 @@ class EventAdmin(admin.ModelAdmin):
     def pretty_payload(self, event: Event) -> str:
         text = orjson.dumps(event.payload, option=orjson.OPT_INDENT_2).decode()
         return format_html('<pre class="payload">{}</pre>', text)
+
+
+# Deliveries ------------------------------------------------------------------------------------------
+
+
+def retry(delivery_ids: Iterable[int]) -> int:
+    """Send failed, retrying and pending deliveries now (the engine kicks their destinations); return how many."""
+    ids = list(delivery_ids)
+    count = 0
+    with transaction.atomic():  # the engine's kicks run on commit, once every row is due
+        for start in range(0, len(ids), RETRY_CHUNK):
+            chunk = ids[start : start + RETRY_CHUNK]
+            # retry_now takes failed and retrying ones; pending ones only need to be due now.
+            count += Delivery.objects.filter(id__in=chunk, status=Delivery.Status.PENDING).update(
+                next_attempt_at=timezone.now()
+            )
+            count += retry_now(chunk)
+    return count
+
+
+@receiver(destinations_resumed)
+def kick_resumed(sender: Any, destination_ids: list[int], **kwargs: Any) -> None:
+    """Send what waited for resumed destinations now, not at the sweeper's next pass."""
+    transaction.on_commit(lambda: [kick(destination_id, fill=True) for destination_id in destination_ids])
+
+
+class AttemptInline(admin.TabularInline):
+    """Every try of the delivery, newest first, with each HTTP exchange as recorded."""
+
+    model = Attempt
+    fields = ["number", "started", "outcome_", "status_code", "error_", "duration_", "exchanges_"]
+    readonly_fields = fields
+    extra = 0
+    verbose_name_plural = "Attempts (newest first)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Attempt]:
+        return super().get_queryset(request).select_related("delivery").order_by("-number")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Started")
+    def started(self, attempt: Attempt) -> str:
+        return moment(attempt.started_at, precise=True)
+
+    @admin.display(description="Outcome")
+    def outcome_(self, attempt: Attempt) -> str:
+        return format_html(
+            '<span class="status outcome-{}">{}</span>', attempt.outcome, attempt.get_outcome_display().capitalize()
+        )
+
+    @admin.display(description="Error")
+    def error_(self, attempt: Attempt) -> str:
+        return error_summary(attempt, chars=200)
+
+    @admin.display(description="Duration")
+    def duration_(self, attempt: Attempt) -> str:
+        return duration(attempt.duration_ms)
+
+    @admin.display(description="HTTP exchanges")
+    def exchanges_(self, attempt: Attempt) -> str:
+        # The newest attempt's last exchange is open: it is the one that decided where the delivery stands.
+        newest = attempt.number == attempt.delivery.attempts
+        return render_exchanges(attempt.exchanges or [], open_last=newest)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "created",
+        "event_",
+        "destination_",
+        "status_",
+        "attempts",
+        "next_attempt",
+        "error_",
+        "delivered",
+        "latency",
+    ]
+    list_filter = ["status", "destination", ("destination__vendor", admin.ChoicesFieldListFilter)]
+    search_fields = ["event__message_id"]  # the box; get_search_results does the searching
+    search_help_text = "An exact message id, user id or anonymous id of the event."
+    list_select_related = ["event", "destination"]
+    list_per_page = 50
+    show_full_result_count = False
+    ordering = ["-id"]  # creation order, on the primary key: no index on created_at alone
+    actions = ["retry_deliveries", "pause_destinations", "resume_destinations"]
+    inlines = [AttemptInline]
+
+    class Media:
+        css = {"all": ["deliveries/deliveries.css"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        return super().get_queryset(request).defer("event__payload")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Delivery | None = None) -> list[tuple[str | None, dict]]:
+        test = ["is_test"] if obj is not None and obj.is_test else []
+        fieldsets: list[tuple[str | None, dict]] = [
+            (None, {"fields": ["event_", "destination_", "status_", *test]}),
+            ("Progress", {"fields": ["attempts", "next_attempt", "created_at_", "delivered_at_", "latency"]}),
+        ]
+        if obj is not None and (obj.error_code or obj.error_message):
+            title = "Why it was filtered" if obj.status == Delivery.Status.FILTERED else "Last error"
+            fields = ["error_code", "error_message"] + (["hint"] if obj.hint else [])
+            fieldsets.append((title, {"fields": fields}))
+        return fieldsets
+
+    def get_urls(self) -> list[Any]:
+        retry_url = path(
+            "<path:object_id>/retry/", self.admin_site.admin_view(self.retry_view), name="deliveries_delivery_retry"
+        )
+        return [retry_url, *super().get_urls()]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
+        return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("deliveries.change_delivery")
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        return self.admin_site.get_model_admin(Destination).has_change_permission(request)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Delivery], search_term: str
+    ) -> tuple[QuerySet[Delivery], bool]:
+        """Find the events first, each id on its own index, then their deliveries."""
+        term = search_term.strip().strip("\"'")
+        if not term:
+            return queryset, False
+        events = Event.objects.filter(Q(message_id=term) | Q(user_id=term) | Q(anonymous_id=term)).values("pk")
+        return queryset.filter(event__in=events), False
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Delivery | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            # "track Signed Up → Welcome webhook" says more than the model's "12 → 3 (failed)".
+            context = {**context, "subtitle": f"{obj.event.type} {obj.event.event}".strip() + f" → {obj.destination}"}
+        if obj is not None and obj.status in RETRYABLE and self.has_retry_permission(request):
+            context = {**context, "retry_url": reverse("admin:deliveries_delivery_retry", args=[obj.pk])}
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The delivery page's Retry now button."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        delivery = get_object_or_404(Delivery.objects.select_related("destination"), pk=object_id)
+        if retry([delivery.pk]):
+            self.message_user(request, "Re-queued: the delivery is being sent now.")
+            self._warn_paused(request, [delivery.destination])
+        else:
+            self.message_user(
+                request,
+                f"Nothing to retry: the delivery is {delivery.get_status_display().lower()}.",
+                messages.WARNING,
+            )
+        return HttpResponseRedirect(reverse("admin:deliveries_delivery_change", args=[delivery.pk]))
+
+    def _warn_paused(self, request: HttpRequest, destinations: Iterable[Destination]) -> None:
+        held = sorted({d.name for d in destinations if d.paused or not d.enabled})
+        if held:
+            self.message_user(
+                request,
+                f"Paused or disabled: {', '.join(held)}. Deliveries there wait until the destination is resumed "
+                "and enabled.",
+                messages.WARNING,
+            )
+
+    # Actions
+
+    @admin.action(description="Retry now", permissions=["retry"])
+    def retry_deliveries(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        by_status = dict(queryset.order_by().values_list("status").annotate(n=Count("pk")))
+        destinations = list(Destination.objects.filter(pk__in=queryset.values("destination_id")))
+        count = retry(queryset.filter(status__in=RETRYABLE).values_list("pk", flat=True))
+        left = sum(by_status.values()) - count
+        if count:
+            self.message_user(request, f"Re-queued {count} {plural(count)}: they are being sent now.")
+            self._warn_paused(request, destinations)
+        if left:
+            alone = ", ".join(
+                f"{n} {Delivery.Status(status).label.lower()}"
+                for status, n in sorted(by_status.items())
+                if status not in RETRYABLE
+            )
+            self.message_user(
+                request,
+                f"Left {left} {plural(left)} alone ({alone}): delivered and filtered deliveries are not sent again, "
+                "and in-flight ones are being sent.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Pause their destinations", permissions=["pause"])
+    def pause_destinations(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        destinations = Destination.objects.filter(pk__in=queryset.values("destination_id"))
+        self.admin_site.get_model_admin(Destination).pause_delivery(request, destinations)
+
+    @admin.action(description="Resume their destinations", permissions=["pause"])
+    def resume_destinations(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        destinations = Destination.objects.filter(pk__in=queryset.values("destination_id"))
+        self.admin_site.get_model_admin(Destination).resume_delivery(request, destinations)
+
+    # Columns and fields
+
+    @admin.display(description="Created", ordering="id")
+    def created(self, delivery: Delivery) -> str:
+        return compact_moment(delivery.created_at)
+
+    @admin.display(description="Event")
+    def event_(self, delivery: Delivery) -> str:
+        event = delivery.event
+        url = reverse("admin:deliveries_event_change", args=[event.pk])
+        return format_html(
+            '<a href="{}" title="Message id {}"><span class="quiet">{}</span> {}</a>',
+            url,
+            event.message_id,
+            event.type,
+            event.event,
+        )
+
+    @admin.display(description="Destination", ordering="destination__name")
+    def destination_(self, delivery: Delivery) -> str:
+        return destination_link(delivery.destination)
+
+    @admin.display(description="Status", ordering="status")
+    def status_(self, delivery: Delivery) -> str:
+        return status_badge(delivery)
+
+    @admin.display(description="Next attempt", ordering="next_attempt_at")
+    def next_attempt(self, delivery: Delivery) -> str:
+        if delivery.status not in (Delivery.Status.PENDING, Delivery.Status.RETRYING) or not delivery.next_attempt_at:
+            return "-"
+        return until(delivery.next_attempt_at)
+
+    @admin.display(description="Error")
+    def error_(self, delivery: Delivery) -> str:
+        return error_summary(delivery)
+
+    @admin.display(description="Created")
+    def created_at_(self, delivery: Delivery) -> str:
+        return moment(delivery.created_at, precise=True)
+
+    @admin.display(description="Delivered")
+    def delivered_at_(self, delivery: Delivery) -> str:
+        return moment(delivery.delivered_at, precise=True) if delivery.delivered_at else "-"
+
+    @admin.display(description="Delivered", ordering="delivered_at")
+    def delivered(self, delivery: Delivery) -> str:
+        return compact_moment(delivery.delivered_at) if delivery.delivered_at else "-"
+
+    @admin.display(description="Latency", ordering="latency_ms")
+    def latency(self, delivery: Delivery) -> str:
+        return duration(delivery.latency_ms)
+
+
+def plural(count: int) -> str:
+    return "delivery" if count == 1 else "deliveries"

@@ -1,13 +1,15 @@
-"""Admin for sources: activity at a glance, and what a developer needs to start sending events."""
+"""Admin for sources and destinations: activity at a glance, snippets to start sending, settings and secrets."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.db import models
 from django.db.models import Func, IntegerField, OuterRef, QuerySet, Subquery
 from django.forms import ModelForm
@@ -15,11 +17,14 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import format_html
-from django.utils.text import capfirst
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator, capfirst
 from django.utils.timesince import timesince
 
-from integrations.models import Source
+from integrations.crypto import CANNOT_DECRYPT
+from integrations.forms import DestinationForm, credential_masks
+from integrations.models import Destination, Source
+from integrations.signals import destinations_resumed
 
 admin.site.site_header = "cdphub"
 admin.site.site_title = "cdphub"
@@ -167,3 +172,252 @@ class SourceAdmin(CountedDeletes, admin.ModelAdmin):
             return "never"
         at = timezone.localtime(source.last_event_at)
         return format_html('<span title="{}">{} ago</span>', date_format(at, "Y-m-d H:i:s T"), timesince(at, depth=1))
+
+
+# Destinations ----------------------------------------------------------------------------------------
+
+# The delivery model by relation, like the event model above.
+DELIVERY_MODEL = Destination._meta.get_field("deliveries").related_model
+DELIVERY_STATUS = DELIVERY_MODEL.Status
+QUEUED = [DELIVERY_STATUS.PENDING, DELIVERY_STATUS.RETRYING, DELIVERY_STATUS.IN_FLIGHT]
+ERROR_CHARS = 80
+
+
+def deliveries_url(destination: Destination, status: str = "") -> str:
+    url = reverse("admin:deliveries_delivery_changelist") + f"?destination__id__exact={destination.pk}"
+    return url + f"&status__exact={status}" if status else url
+
+
+def count_of(queryset: QuerySet[Any]) -> Subquery:
+    """COUNT(*) of a correlated subquery, without a GROUP BY."""
+    return Subquery(
+        queryset.annotate(n=Func("pk", function="COUNT")).values("n"),
+        output_field=IntegerField(),
+    )
+
+
+def ago(value: datetime | None, empty: str = "never") -> str:
+    if value is None:
+        return empty
+    at = timezone.localtime(value)
+    return format_html('<span title="{}">{}</span>', date_format(at, "Y-m-d H:i:s T"), naturaltime(value))
+
+
+def names(destinations: list[Destination]) -> str:
+    return ", ".join(d.name for d in destinations)
+
+
+@admin.register(Destination)
+class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
+    form = DestinationForm
+    list_display = [
+        "name",
+        "vendor_",
+        "state",
+        "last_error_",
+        "last_delivered",
+        "delivered_24h",
+        "failed_24h",
+        "sources_",
+        "credentials_",
+    ]
+    list_filter = ["vendor", "enabled", "paused"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    actions = ["pause_delivery", "resume_delivery"]
+    readonly_fields = [
+        "state",
+        "last_error_",
+        "last_delivered",
+        "delivered_24h",
+        "failed_24h",
+        "credentials_",
+        "created_at",
+        "updated_at",
+    ]
+
+    class Media:
+        css = {"all": ["integrations/destination.css"]}
+        js = ["integrations/destination.js"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Destination]:
+        """Annotate delivery activity in the same query as the destinations (sources come in one more)."""
+        # Correlated counts read only this destination's slice of the (destination, created_at) and
+        # (destination, status, next_attempt_at) indexes; see SourceAdmin.get_queryset.
+        since = timezone.now() - ACTIVITY_WINDOW
+        deliveries = DELIVERY_MODEL._base_manager.filter(destination=OuterRef("pk")).order_by()
+        recent = deliveries.filter(created_at__gte=since)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                delivered_24h=count_of(recent.filter(status=DELIVERY_STATUS.DELIVERED)),
+                failed_24h=count_of(recent.filter(status=DELIVERY_STATUS.FAILED)),
+                queued=count_of(deliveries.filter(status__in=QUEUED)),
+            )
+            .prefetch_related("sources")
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Destination | None = None) -> list[tuple[str | None, dict]]:
+        editable = obj is None or self.has_change_permission(request, obj)
+        # A read-only page would print the decrypted credentials: it shows their masks instead.
+        credentials = "credentials" if editable else "credentials_"
+        fieldsets: list[tuple[str | None, dict]] = [
+            (None, {"fields": ["name", "slug", "vendor", "sources", "enabled", "paused"]}),
+            (
+                "Settings",
+                {
+                    "fields": ["config", credentials, "mapping"],
+                    "description": "What the vendor needs to receive events. Settings are checked when you save, "
+                    "the way the delivery worker reads them.",
+                },
+            ),
+            ("Which events", {"fields": ["filter", "consent_categories"]}),
+            (
+                "Limits and retries",
+                {
+                    "fields": [("rate_limit", "rate_period"), "concurrency", "timeout", "retry_deadline"],
+                    "classes": ["collapse"],
+                    "description": "Blank limits use the vendor's defaults.",
+                },
+            ),
+        ]
+        if obj is not None:
+            status = ["state", "last_delivered", "last_error_", ("delivered_24h", "failed_24h")]
+            fieldsets.insert(0, ("Status", {"fields": status + (["credentials_"] if editable else [])}))
+            fieldsets.append(("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}))
+        return fieldsets
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "sources":
+            kwargs["widget"] = forms.CheckboxSelectMultiple
+            kwargs["help_text"] = "Events of these sources are sent here."
+            return db_field.formfield(**kwargs)  # ticks, without the related-object "+" beside them
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Destination, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and obj.enabled and not obj.paused and {"enabled", "paused"} & set(form.changed_data):
+            destinations_resumed.send(sender=Destination, destination_ids=[obj.pk])
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Destination | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            context = {**context, "deliveries_url": deliveries_url(obj)}
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # Columns
+
+    @admin.display(description="Vendor", ordering="vendor")
+    def vendor_(self, destination: Destination) -> str:
+        return destination.get_vendor_display()
+
+    @admin.display(description="State")
+    def state(self, destination: Destination) -> str:
+        if not destination.enabled:
+            state, title = "disabled", "Events are not routed here."
+        elif destination.paused:
+            state, title = "paused", "Events are routed and kept; they are sent once you resume delivery."
+        else:
+            state, title = "enabled", "Events are delivered as they arrive."
+        badge = format_html('<span class="state state-{}" title="{}">{}</span>', state, title, state.capitalize())
+        queued = getattr(destination, "queued", 0)
+        if queued and destination.enabled:
+            url = deliveries_url(destination)
+            return format_html('{} <a class="queued" href="{}">{} waiting</a>', badge, url, f"{queued:,}")
+        return badge
+
+    @admin.display(description="Last error", ordering="last_error_at")
+    def last_error_(self, destination: Destination) -> str:
+        if not destination.last_error:
+            return "-"
+        delivered, failed = destination.last_delivered_at, destination.last_error_at
+        recovered = bool(delivered and failed and delivered > failed)
+        return format_html(
+            '<span class="last-error{}" title="{}">{}</span> <span class="when">{}</span>',
+            " recovered" if recovered else "",
+            destination.last_error + (" (delivered successfully since)" if recovered else ""),
+            Truncator(destination.last_error).chars(ERROR_CHARS),
+            ago(destination.last_error_at, ""),
+        )
+
+    @admin.display(description="Last delivered", ordering="last_delivered_at")
+    def last_delivered(self, destination: Destination) -> str:
+        return ago(destination.last_delivered_at)
+
+    @admin.display(description="Delivered (24 h)", ordering="delivered_24h")
+    def delivered_24h(self, destination: Destination) -> str:
+        return self._count_link(destination, DELIVERY_STATUS.DELIVERED, destination.delivered_24h)
+
+    @admin.display(description="Failed (24 h)", ordering="failed_24h")
+    def failed_24h(self, destination: Destination) -> str:
+        return self._count_link(destination, DELIVERY_STATUS.FAILED, destination.failed_24h)
+
+    def _count_link(self, destination: Destination, status: str, count: int) -> str:
+        return format_html(
+            '<a class="count count-{}{}" href="{}" title="Of the events routed here in the last 24 hours">{}</a>',
+            status,
+            " zero" if not count else "",
+            deliveries_url(destination, status),
+            f"{count:,}",
+        )
+
+    @admin.display(description="Sources")
+    def sources_(self, destination: Destination) -> str:
+        return ", ".join(s.name for s in destination.sources.all()) or "none"
+
+    @admin.display(description="Credentials")
+    def credentials_(self, destination: Destination) -> str:
+        masks = credential_masks(destination.vendor, destination.credentials)
+        if not masks:
+            return "none needed"
+        return format_html_join(
+            "",
+            '<div class="credential-state{}">{}: {}</div>',
+            ((" is-set" if value not in ("not set", CANNOT_DECRYPT) else "", key, value) for key, value in masks),
+        )
+
+    # Actions
+
+    @admin.action(description="Pause delivery", permissions=["change"])
+    def pause_delivery(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
+        changed = self._switch_paused(queryset, paused=True)
+        if not changed:
+            self.message_user(request, "The selected destinations were already paused.", messages.WARNING)
+            return
+        self.message_user(request, f"Paused {names(changed)}. New events are kept and wait until you resume delivery.")
+
+    @admin.action(description="Resume delivery", permissions=["change"])
+    def resume_delivery(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
+        changed = self._switch_paused(queryset, paused=False)
+        if not changed:
+            self.message_user(request, "The selected destinations were not paused.", messages.WARNING)
+            return
+        enabled = [d for d in changed if d.enabled]
+        disabled = [d for d in changed if not d.enabled]
+        if enabled:
+            destinations_resumed.send(sender=Destination, destination_ids=[d.pk for d in enabled])
+            self.message_user(request, f"Resumed {names(enabled)}. Waiting events are being sent now.")
+        if disabled:
+            one = len(disabled) == 1
+            self.message_user(
+                request,
+                f"{names(disabled)} {'is' if one else 'are'} no longer paused but {'is' if one else 'are'} disabled: "
+                f"enable {'it' if one else 'them'} to send events there.",
+                messages.WARNING,
+            )
+
+    def _switch_paused(self, queryset: QuerySet[Destination], paused: bool) -> list[Destination]:
+        """Pause or resume the selected destinations that are not so already; return those."""
+        # Fresh rows: the changelist's queryset carries the activity counts, not needed here.
+        chosen = Destination.objects.filter(pk__in=list(queryset.values_list("pk", flat=True)), paused=not paused)
+        changed = list(chosen.only("pk", "name", "enabled"))
+        Destination.objects.filter(pk__in=[d.pk for d in changed]).update(paused=paused, updated_at=timezone.now())
+        return changed

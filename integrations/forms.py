@@ -1,0 +1,342 @@
+"""The destination form: JSON settings people can read, and credentials that are written but never shown again."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput, JSONString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from integrations.crypto import CANNOT_DECRYPT, Undecryptable
+from integrations.models import Destination
+from integrations.vendors import VENDORS, Vendor
+
+MASK = "••••••••"
+
+
+@dataclass(frozen=True)
+class CredentialKey:
+    name: str
+    text: bool  # a string: a password input; anything else is JSON in a textarea
+    required: bool
+
+
+def credential_keys(vendor: type[Vendor]) -> list[CredentialKey]:
+    """The vendor's credential keys, from its credentials dataclass."""
+    hints = typing.get_type_hints(vendor.credentials_class)
+    return [
+        CredentialKey(
+            f.name,
+            hints[f.name] is str,
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(vendor.credentials_class)
+    ]
+
+
+def mask(value: Any) -> str:
+    """Say whether a secret is set without showing it; the names inside a set of secret headers are shown."""
+    if value in (None, "", {}, []):
+        return "not set"
+    if isinstance(value, dict):
+        return ", ".join(f"{name}: {MASK}" for name in value)
+    return MASK
+
+
+def credential_masks(vendor_key: str, stored: Any) -> list[tuple[str, str]]:
+    """(key, mask) for each credential key of the vendor, as stored."""
+    vendor = VENDORS.get(vendor_key)
+    if vendor is None:
+        return []
+    if isinstance(stored, Undecryptable):
+        return [(key.name, CANNOT_DECRYPT) for key in credential_keys(vendor)]
+    stored = stored if isinstance(stored, dict) else {}
+    return [(key.name, mask(stored.get(key.name))) for key in credential_keys(vendor)]
+
+
+class CredentialsWidget(forms.Widget):
+    """One input per credential key of each vendor; it renders whether a key is set, never its value."""
+
+    stored: Any = None  # the destination's saved credentials (for the masks), set by the form
+
+    def id_for_label(self, id_: str) -> str:
+        return ""  # every input has a label of its own
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        # Unbound, `value` holds the stored secrets: it is never rendered. Bound, it is what was typed.
+        groups = [self._group(name, vendor_key, vendor) for vendor_key, vendor in VENDORS.items()]
+        typed = _is_submitted(value) and any(v.strip() for g in value.values() for v in g["values"].values())
+        notice = format_html(
+            '<div class="credential-notice">{}</div>',
+            "Type the credentials again: what you typed is not sent back to the page.",
+        )
+        return format_html(
+            '<div class="credentials">{}{}</div>',
+            notice if typed else "",
+            format_html_join("", "{}", ((g,) for g in groups)),
+        )
+
+    def _group(self, name: str, vendor_key: str, vendor: type[Vendor]) -> SafeString:
+        rows = [self._row(f"{name}__{vendor_key}", key) for key in credential_keys(vendor)]
+        body = (
+            format_html_join("", "{}", ((r,) for r in rows))
+            if rows
+            else format_html('<div class="credential-none">{}</div>', "No credentials needed.")
+        )
+        return format_html(
+            '<div class="credential-group" data-vendor="{}"><div class="credential-vendor">{}</div>{}</div>',
+            vendor_key,
+            vendor.label,
+            body,
+        )
+
+    def _row(self, prefix: str, key: CredentialKey) -> SafeString:
+        locked = isinstance(self.stored, Undecryptable)
+        stored = self.stored if isinstance(self.stored, dict) else {}
+        state = CANNOT_DECRYPT if locked else mask(stored.get(key.name))
+        is_set = not locked and state != "not set"
+        input_name = f"{prefix}__{key.name}"
+        if is_set:
+            placeholder = "Blank keeps the stored value"
+        elif key.required:
+            placeholder = "Required"
+        else:
+            placeholder = "Optional"
+        if key.text:
+            field = format_html(
+                '<input type="password" name="{}" id="id_{}" class="vTextField" autocomplete="new-password" '
+                'spellcheck="false" placeholder="{}">',
+                input_name,
+                input_name,
+                placeholder,
+            )
+        else:
+            field = format_html(
+                '<textarea name="{}" id="id_{}" class="vLargeTextField json" rows="2" spellcheck="false" '
+                'placeholder="{}"></textarea>',
+                input_name,
+                input_name,
+                placeholder + ' (JSON, e.g. {"X-Api-Key": "…"})',
+            )
+        remove = ""
+        if is_set and not key.required:
+            remove = format_html(
+                '<label class="credential-remove"><input type="checkbox" name="{}__remove"> Remove</label>', input_name
+            )
+        # The label names the key, so the state beside the input is the mask alone.
+        return format_html(
+            '<div class="credential"><label for="id_{}">{}:</label>{}'
+            '<span class="credential-state{}" data-key="{}">{}{}</span></div>',
+            input_name,
+            key.name,
+            field,
+            " is-set" if is_set else " cannot-decrypt" if locked else "",
+            key.name,
+            state,
+            remove,
+        )
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> dict[str, dict[str, Any]]:
+        """{vendor: {"values": {key: text}, "remove": {key, …}}} as typed; blank means keep."""
+        submitted: dict[str, dict[str, Any]] = {}
+        for vendor_key, vendor in VENDORS.items():
+            values, remove = {}, set()
+            for key in credential_keys(vendor):
+                input_name = f"{name}__{vendor_key}__{key.name}"
+                values[key.name] = data.get(input_name, "")
+                if data.get(f"{input_name}__remove"):
+                    remove.add(key.name)
+            submitted[vendor_key] = {"values": values, "remove": remove}
+        return submitted
+
+    def value_omitted_from_data(self, data: Any, files: Any, name: str) -> bool:
+        return False  # the form always decides the credentials, even when the result is empty
+
+
+def _is_submitted(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(g, dict) and "values" in g for g in value.values())
+
+
+class CredentialsField(forms.Field):
+    widget = CredentialsWidget
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return any(
+            any(v.strip() for v in group["values"].values()) or group["remove"] for group in (data or {}).values()
+        )
+
+
+class PrettyJSONField(forms.JSONField):
+    """JSON in a textarea, indented; blank is an empty object; a syntax error says where it is."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["widget"] = forms.Textarea(attrs={"rows": 5, "class": "vLargeTextField json", "spellcheck": "false"})
+        super().__init__(*args, **kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled:
+            return value
+        if value in self.empty_values:
+            return {}
+        if isinstance(value, list | dict | int | float | JSONString):
+            return value
+        try:
+            converted = json.loads(value, cls=self.decoder)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"This is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).", code="invalid"
+            ) from None
+        if converted is None:
+            return {}  # the columns are not nullable: null means "nothing", like blank
+        return JSONString(converted) if isinstance(converted, str) else converted
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, InvalidJSONInput):
+            return value
+        if value in (None, {}):
+            return ""
+        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+
+
+class CategoriesField(forms.CharField):
+    """A list of names typed as "Advertising, Analytics"."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(str(v) for v in value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        return [part.strip() for part in super().to_python(value).split(",") if part.strip()]
+
+
+def _default(f: dataclasses.Field) -> str:
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return json.dumps(value)
+
+
+def vendor_help(describe: typing.Callable[[type[Vendor]], str]) -> SafeString:
+    """One line of help per vendor; the page's script shows only the chosen vendor's."""
+    return format_html_join(
+        "",
+        '<span class="vendor-help" data-vendor="{}"><b>{}</b>: {}</span>',
+        ((key, vendor.label, describe(vendor)) for key, vendor in VENDORS.items()),
+    )
+
+
+def describe_config(vendor: type[Vendor]) -> str:
+    parts = [
+        f"{f.name} (required)"
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        # A field default is a plain JSON value here: strings, numbers, {} and [].
+        else f"{f.name} (default {_default(f)})"
+        for f in dataclasses.fields(vendor.config_class)
+    ]
+    return ", ".join(parts) if parts else "no settings"
+
+
+def describe_mapping(vendor: type[Vendor]) -> str:
+    if not vendor.default_mapping:
+        return "blank sends the event as it is"
+    return "blank uses " + json.dumps(vendor.default_mapping)
+
+
+class DestinationForm(forms.ModelForm):
+    credentials = CredentialsField(
+        required=False,
+        help_text="Stored encrypted and never shown again. Leave a field blank to keep what is stored.",
+    )
+    consent_categories = CategoriesField(
+        required=False,
+        help_text="Comma-separated, e.g. Advertising, Analytics. An event is sent only if the user granted all of "
+        "them in context.consent.categoryPreferences (events without consent preferences are sent).",
+    )
+
+    class Meta:
+        model = Destination
+        fields = [
+            "name",
+            "slug",
+            "vendor",
+            "sources",
+            "enabled",
+            "paused",
+            "config",
+            "credentials",
+            "mapping",
+            "filter",
+            "consent_categories",
+            "rate_limit",
+            "rate_period",
+            "concurrency",
+            "timeout",
+            "retry_deadline",
+        ]
+        field_classes = {"config": PrettyJSONField, "filter": PrettyJSONField, "mapping": PrettyJSONField}
+        help_texts = {
+            "filter": 'Which events pass, e.g. {"types": ["track", "identify"], "events": ["Order Completed"], '
+            '"condition": "properties.total > `100`"}. Every part is optional: blank lets all events through.',
+            "retry_deadline": "Stop retrying an event this long after it was received: hours:minutes:seconds "
+            "(4:00:00), or days hours:minutes:seconds (2 00:00:00).",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "credentials" in self.fields:
+            self.fields["credentials"].widget.stored = self.instance.credentials if self.instance.pk else {}
+        if "config" in self.fields:
+            self.fields["config"].help_text = vendor_help(describe_config)
+        if "mapping" in self.fields:
+            self.fields["mapping"].help_text = format_html(
+                "JMESPath expressions over the event, e.g. {}. {}",
+                '{"email": "traits.email || properties.email"}',
+                vendor_help(describe_mapping),
+            )
+
+    def clean_credentials(self) -> Any:
+        """Merge what was typed into what is stored: blank keeps a value, "Remove" drops an optional one."""
+        submitted = self.cleaned_data.get("credentials") or {}
+        vendor_key = self.cleaned_data.get("vendor")
+        stored = self.instance.credentials if self.instance.pk else {}
+        vendor = VENDORS.get(vendor_key or "")
+        if vendor is None:
+            return stored  # the vendor field reports the problem
+        typed = submitted.get(vendor_key, {"values": {}, "remove": set()})
+        locked = isinstance(stored, Undecryptable)
+        kept = stored if isinstance(stored, dict) else {}
+        credentials: dict[str, Any] = {}
+        errors = []
+        for key in credential_keys(vendor):
+            raw = typed["values"].get(key.name, "").strip()  # pasted secrets often carry a newline
+            if key.name in typed["remove"]:
+                continue
+            if not raw:
+                if key.name in kept:
+                    credentials[key.name] = kept[key.name]
+                continue
+            if key.text:
+                credentials[key.name] = raw
+                continue
+            try:
+                credentials[key.name] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                errors.append(f"credentials.{key.name}: this is not valid JSON: {exc.msg} (column {exc.colno}).")
+        if errors:
+            raise ValidationError(errors)
+        if locked and not credentials:
+            return stored  # nothing typed: the model reports that the stored value cannot be decrypted
+        return credentials
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        """Drop the model's complaints about a field the form already refused: they are about the old value."""
+        if hasattr(errors, "error_dict"):
+            kept = {field: e for field, e in errors.error_dict.items() if field not in self._errors}
+            if not kept:
+                return
+            errors = ValidationError(kept)
+        super()._update_errors(errors)
