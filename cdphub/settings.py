@@ -171,6 +171,10 @@ DELIVERY_DRAIN_SECONDS = float(os.environ.get("CDPHUB_DRAIN_SECONDS", "5"))
 DELIVERY_QUEUE_LEASE = float(os.environ.get("CDPHUB_QUEUE_LEASE_SECONDS", "60"))
 DELIVERY_SWEEP_SECONDS = float(os.environ.get("CDPHUB_SWEEP_SECONDS", "2"))
 
+# Ingest keeps the source of a write key and the destinations of a source this long per process; a change
+# made elsewhere (another worker, another machine) reaches ingest within it (deliveries/ingest.py).
+INGEST_CACHE_SECONDS = float(os.environ.get("CDPHUB_INGEST_CACHE_SECONDS", "5"))
+
 # The public base URL shown in snippets on the source page (the request's host when empty).
 PUBLIC_URL = os.environ.get("CDPHUB_PUBLIC_URL", "")
 

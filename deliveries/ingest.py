@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from deliveries.engine import kick
 from deliveries.models import Delivery, Event
@@ -33,6 +37,68 @@ _OBJECT_FIELDS = {
     "alias": (),
 }
 _STRING_FIELDS = {"track": ("event",), "page": ("name", "category"), "screen": ("name", "category")}
+
+
+T = TypeVar("T")
+
+# Look-ups made on every request ----------------------------------------------------------------------
+#
+# The source of a write key and the destinations of a source are read on every request; each process keeps
+# them for INGEST_CACHE_SECONDS (CDPHUB_INGEST_CACHE_SECONDS, default 5). A save or delete of a Source or a
+# Destination, or a change of a destination's sources, forgets everything in the process that made it
+# (again when its transaction commits); other processes (the other web workers, an admin elsewhere) see the
+# change within that many seconds. So disabling a source, or a destination, stops ingest or routing within
+# that time everywhere. Bulk updates (QuerySet.update) send no signal and rely on the time limit alone.
+
+CACHE_MAX_ENTRIES = 1000  # unknown write keys are remembered too; a flood of them must not grow memory
+_memo: dict[Any, tuple[float, Any]] = {}
+
+
+def remembered(key: Any, load: Callable[[], T]) -> T:
+    """Return `load()`, computed at most once per INGEST_CACHE_SECONDS in this process (0: never kept)."""
+    ttl = settings.INGEST_CACHE_SECONDS
+    if ttl <= 0:
+        return load()
+    now = time.monotonic()
+    hit = _memo.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    value = load()
+    if len(_memo) >= CACHE_MAX_ENTRIES:
+        _memo.clear()
+    _memo[key] = (now + ttl, value)
+    return value
+
+
+def forget(**kwargs: Any) -> None:
+    """Drop every remembered look-up; a reader may reload the old row until a save commits, so again then."""
+    _memo.clear()
+    transaction.on_commit(_memo.clear)
+
+
+for _model in (Source, Destination):
+    post_save.connect(forget, sender=_model, dispatch_uid=f"ingest-forget-saved-{_model.__name__}")
+    post_delete.connect(forget, sender=_model, dispatch_uid=f"ingest-forget-deleted-{_model.__name__}")
+m2m_changed.connect(forget, sender=Destination.sources.through, dispatch_uid="ingest-forget-destination-sources")
+
+
+def source_for_write_key(write_key: str) -> Source | None:
+    """The source with this write key (enabled or not), or None."""
+    return remembered(
+        ("source", write_key),
+        lambda: Source.objects.filter(write_key=write_key).only("id", "enabled", "kind", "write_key").first(),
+    )
+
+
+def destinations_of(source: Source) -> list[Destination]:
+    """Every destination the source feeds (disabled ones too: routing records why they get nothing).
+
+    Credentials are left out: routing does not need them, and secrets are not kept in memory for this.
+    """
+    return remembered(
+        ("destinations", source.pk),
+        lambda: list(Destination.objects.filter(sources=source.pk).defer("credentials")),
+    )
 
 
 class EventError(Exception):
@@ -316,7 +382,7 @@ def store(
         rows.append(_accepted_row(source, payload, received_at))
     rejected_rows = [_rejected_row(source, r, received_at) for r in rejections]
 
-    destinations = list(source.destinations.all()) if rows else []
+    destinations = destinations_of(source) if rows else []
 
     # A single new event is inserted straight away and a duplicate shows as an IntegrityError; a batch
     # asks first. The second pass covers two concurrent requests racing on PostgreSQL.
@@ -343,6 +409,7 @@ def store(
                     Event.objects.bulk_create(rejected_rows)
         except IntegrityError:
             if attempt:
+                forget()  # e.g. a source or destination deleted by another process: read them afresh
                 raise
             continue
         result.duplicates += len(rows) - len(fresh)

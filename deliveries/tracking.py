@@ -23,6 +23,7 @@ from deliveries.ingest import (
     Rejection,
     normalise,
     rejection_for,
+    source_for_write_key,
     store,
 )
 from integrations.models import Source
@@ -99,7 +100,7 @@ def find_source(write_key: str | None) -> Source:
         raise RequestError(
             401, "missing_write_key", "No write key: send it as the Basic auth username or as writeKey in the body."
         )
-    source = Source.objects.filter(write_key=write_key).only("id", "enabled", "kind", "write_key").first()
+    source = source_for_write_key(write_key)
     if source is None:
         raise RequestError(401, "invalid_write_key", "Unknown write key.")
     if not source.enabled:

@@ -9,7 +9,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from deliveries.models import Event
+from deliveries import ingest
+from deliveries.models import Delivery, Event
+from integrations.models import Destination, Source
 from tests.conftest import basic_auth
 
 pytestmark = pytest.mark.django_db
@@ -48,3 +50,159 @@ def test_the_batch_dedupe_query_has_no_order_by_and_probes_the_unique_index(clie
         assert "event_unique_message_per_source" in plan
         assert "event_source_received" not in plan
     assert Event.objects.filter(status=Event.Status.ACCEPTED).count() == 52
+
+
+# The per-process cache of sources and destinations ----------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    ingest.forget()
+    yield
+    ingest.forget()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move the cache's clock without waiting."""
+    now = [1000.0]
+    monkeypatch.setattr(ingest.time, "monotonic", lambda: now[0])
+    return now
+
+
+def make_destination(source: Source, slug: str = "hook", **fields: Any) -> Destination:
+    fields.setdefault("paused", True)  # routed and kept, never sent: these tests look at the outbox rows
+    destination = Destination.objects.create(
+        name=slug.title(),
+        slug=slug,
+        vendor="webhook",
+        config={"url": "http://127.0.0.1:9/hook"},
+        credentials={"signing_secret": "s3cret"},
+        **fields,
+    )
+    destination.sources.add(source)
+    return destination
+
+
+def lookups(queries: list[dict[str, str]]) -> list[str]:
+    """The source by write key and the destinations by source (the engine's kick reads a destination by id)."""
+    return [
+        q["sql"]
+        for q in queries
+        if q["sql"].startswith('SELECT "integrations_source"') or '"integrations_destination_sources"' in q["sql"]
+    ]
+
+
+def outbox() -> list[tuple[str, str, str]]:
+    return [
+        (d.event.message_id, d.destination.slug, d.status)
+        for d in Delivery.objects.select_related("event", "destination").order_by("event_id", "destination__slug")
+    ]
+
+
+def test_a_second_request_reads_neither_the_source_nor_its_destinations(client, source):
+    make_destination(source)
+    post(client, "track", track("m1"))
+
+    with CaptureQueriesContext(connection) as captured:
+        response = post(client, "batch", {"batch": [track("m2"), track("m3")]})
+
+    assert response.json() == {"success": True}
+    assert lookups(captured.captured_queries) == []
+    assert [(m, slug) for m, slug, _ in outbox()] == [("m1", "hook"), ("m2", "hook"), ("m3", "hook")]
+
+
+def test_the_cache_keeps_no_credentials(source):
+    make_destination(source)
+
+    [destination] = ingest.destinations_of(source)
+
+    assert "credentials" in destination.get_deferred_fields()
+
+
+@pytest.mark.parametrize("in_body", [False, True], ids=["header", "body"])
+def test_a_source_disabled_in_this_process_is_refused_at_once(client, source, in_body):
+    post(client, "track", track("m1"))
+    source.enabled = False
+    source.save()
+    body = {**track("m2"), "writeKey": WRITE_KEY} if in_body else track("m2")
+
+    response = client.post(
+        "/v1/track",
+        data=orjson.dumps(body),
+        content_type="application/json",
+        **({} if in_body else {"HTTP_AUTHORIZATION": basic_auth(WRITE_KEY)}),
+    )
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "source_disabled"
+
+
+def test_a_source_disabled_elsewhere_is_refused_once_the_cache_time_has_passed(client, source, clock, settings):
+    settings.INGEST_CACHE_SECONDS = 5
+    post(client, "track", track("m1"))
+    Source.objects.filter(pk=source.pk).update(enabled=False)  # as another process would: no signal here
+
+    clock[0] += 4.9
+    within = post(client, "track", track("m2"))
+    clock[0] += 0.2
+    after = post(client, "track", track("m3"))
+
+    assert within.status_code == 200
+    assert after.status_code == 401
+    assert after.json()["code"] == "source_disabled"
+
+
+def test_a_write_key_unknown_a_moment_ago_works_as_soon_as_its_source_is_saved(client, db):
+    refused = post(client, "track", track("m1"))
+    Source.objects.create(name="Website", slug="website", write_key=WRITE_KEY)
+
+    accepted = post(client, "track", track("m1"))
+
+    assert refused.status_code == 401
+    assert accepted.status_code == 200
+
+
+def test_a_destination_added_or_removed_in_this_process_is_routed_at_once(client, source):
+    post(client, "track", track("m1"))
+    hook = make_destination(source, "hook")
+    post(client, "track", track("m2"))
+    hook.sources.remove(source)
+    post(client, "track", track("m3"))
+
+    assert [(m, slug) for m, slug, _ in outbox()] == [("m2", "hook")]
+
+
+def test_a_destination_disabled_elsewhere_gets_nothing_once_the_cache_time_has_passed(client, source, clock, settings):
+    settings.INGEST_CACHE_SECONDS = 5
+    hook = make_destination(source)
+    post(client, "track", track("m1"))
+    Destination.objects.filter(pk=hook.pk).update(enabled=False)  # no signal, as from another process
+
+    clock[0] += 4.9
+    post(client, "track", track("m2"))
+    clock[0] += 0.2
+    post(client, "track", track("m3"))
+
+    assert outbox() == [("m1", "hook", "pending"), ("m2", "hook", "pending"), ("m3", "hook", "filtered")]
+
+
+def test_a_destination_edited_in_this_process_is_routed_by_its_new_settings_at_once(client, source):
+    hook = make_destination(source)
+    post(client, "track", track("m1"))
+    hook.filter = {"types": ["identify"]}
+    hook.save()
+
+    post(client, "track", track("m2"))
+
+    assert outbox() == [("m1", "hook", "pending"), ("m2", "hook", "filtered")]
+
+
+def test_a_cache_time_of_zero_reads_the_database_every_time(client, source, settings):
+    settings.INGEST_CACHE_SECONDS = 0
+    post(client, "track", track("m1"))
+
+    with CaptureQueriesContext(connection) as captured:
+        post(client, "track", track("m2"))
+
+    assert len(lookups(captured.captured_queries)) == 2
