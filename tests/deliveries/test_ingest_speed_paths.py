@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from deliveries import ingest
+from deliveries.ingest import iso, normalise
 from deliveries.models import Delivery, Event
 from integrations.models import Destination, Source
 from tests.conftest import basic_auth
@@ -206,3 +209,97 @@ def test_a_cache_time_of_zero_reads_the_database_every_time(client, source, sett
         post(client, "track", track("m2"))
 
     assert len(lookups(captured.captured_queries)) == 2
+
+
+# Rows written with plain INSERTs --------------------------------------------------------------------------
+
+
+def test_an_event_reads_back_through_the_orm_as_it_was_normalised(client, source):
+    body = {
+        **track("m1"),
+        "properties": {"naïve": "café ☕", "nested": {"list": [1, 2.5, None, True]}, "big": 2**63},
+        "timestamp": "2025-06-01T12:00:00.123+02:00",
+        "sentAt": "2025-06-01T12:00:01.000+02:00",
+    }
+
+    response = post(client, "track", body)
+
+    [event] = Event.objects.all()
+    assert response.json() == {"success": True}
+    assert event.payload["properties"] == body["properties"]
+    assert event.payload["originalTimestamp"] == "2025-06-01T10:00:00.123Z"
+    assert event.timestamp == event.received_at - timedelta(milliseconds=877)
+    assert iso(event.received_at) == event.payload["receivedAt"]
+    assert (event.source_id, event.type, event.event, event.user_id, event.anonymous_id) == (
+        source.pk,
+        "track",
+        "Order Completed",
+        "u1",
+        "",
+    )
+    assert (event.status, event.reject_reason) == ("accepted", "")
+
+
+def test_a_rejected_item_is_stored_with_its_reason_and_excerpt(client, source):
+    response = post(client, "batch", {"batch": [track("m1"), {"type": "track", "userId": "u1", "messageId": "m2"}]})
+
+    assert response.json()["accepted"] == 1
+    rejected = Event.objects.get(status=Event.Status.REJECTED)
+    assert (rejected.message_id, rejected.type, rejected.user_id) == ("m2", "track", "u1")
+    assert rejected.reject_reason.startswith("missing_field: ")
+    assert rejected.payload == {"type": "track", "userId": "u1", "messageId": "m2"}
+    assert rejected.received_at == rejected.timestamp
+
+
+def test_outbox_rows_get_the_model_defaults_for_fields_ingest_does_not_set(client, source):
+    make_destination(source)
+
+    post(client, "track", track("m1"))
+
+    [delivery] = Delivery.objects.all()
+    assert (delivery.attempts, delivery.lease_expires_at, delivery.hint, delivery.is_test) == (0, None, "", False)
+    assert (delivery.delivered_at, delivery.latency_ms) == (None, None)
+    assert delivery.created_at == delivery.next_attempt_at == delivery.updated_at == delivery.event.received_at
+
+
+def test_a_batch_split_over_several_statements_pairs_every_outbox_row_with_its_event(client, source, monkeypatch):
+    monkeypatch.setattr(ingest, "MAX_ROWS_PER_INSERT", 3)
+    make_destination(source, "a")
+    make_destination(source, "b", filter={"events": ["Other"]})
+    batch = [track(f"m{n}") for n in range(7)]
+
+    response = post(client, "batch", {"batch": batch})
+
+    assert response.json() == {"success": True}
+    expected = [(f"m{n}", slug, status) for n in range(7) for slug, status in (("a", "pending"), ("b", "filtered"))]
+    assert outbox() == expected
+    assert list(Event.objects.order_by("id").values_list("message_id", flat=True)) == [f"m{n}" for n in range(7)]
+
+
+def test_a_batch_looks_up_before_its_transaction_which_holds_only_inserts(client, source):
+    make_destination(source)
+    post(client, "track", track("m0"))
+
+    with CaptureQueriesContext(connection) as captured:
+        post(client, "batch", {"batch": [track("m0"), track("m1"), {"type": "track", "messageId": "bad"}]})
+
+    sql = [q["sql"] for q in captured.captured_queries]
+    begin = next(i for i, q in enumerate(sql) if q.startswith(("BEGIN", "SAVEPOINT")))
+    end = next(i for i, q in enumerate(sql) if q.startswith(("COMMIT", "RELEASE SAVEPOINT")))
+    assert any(q.startswith('SELECT "deliveries_event"."message_id"') for q in sql[:begin])
+    assert [q.split(" (")[0] for q in sql[begin + 1 : end]] == [
+        'INSERT INTO "deliveries_event"',
+        'INSERT INTO "deliveries_delivery"',
+        'INSERT INTO "deliveries_event"',
+    ]
+
+
+def test_a_payload_orjson_cannot_write_is_stored_by_djangos_encoder(source):
+    received_at = timezone.now().replace(microsecond=0)
+    payload = normalise({**track("m1"), "properties": {"huge": 2**70}}, "track", received_at)
+
+    result = ingest.store(source, [payload], [], received_at)
+
+    [event] = Event.objects.all()
+    assert result.accepted == [event.pk]
+    assert event.payload["properties"] == {"huge": 2**70}
