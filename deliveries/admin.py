@@ -143,7 +143,22 @@ def render_exchanges(exchanges: Sequence[dict[str, Any]], open_last: bool = Fals
     return format_html_join("", "{}", ((item,) for item in items))
 
 
-class DeliveryInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    """A record of what happened: shown, never added to, edited or deleted from the page."""
+
+    extra = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DeliveryInline(ReadOnlyInline):
     """The event's deliveries, filtered ones with their reason."""
 
     model = Delivery
@@ -154,15 +169,6 @@ class DeliveryInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
         return super().get_queryset(request).select_related("destination").order_by("destination__name", "id")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Destination")
     def destination_(self, delivery: Delivery) -> str:
@@ -302,7 +308,7 @@ def kick_resumed(sender: Any, destination_ids: list[int], **kwargs: Any) -> None
     transaction.on_commit(lambda: [kick(destination_id, fill=True) for destination_id in destination_ids])
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ReadOnlyInline):
     """Every try of the delivery, newest first, with each HTTP exchange as recorded."""
 
     model = Attempt
@@ -313,15 +319,6 @@ class AttemptInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Attempt]:
         return super().get_queryset(request).select_related("delivery").order_by("-number")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Started")
     def started(self, attempt: Attempt) -> str:
