@@ -219,6 +219,10 @@ class HttpClient:
         self.secret_headers = SECRET_HEADERS | {h.lower() for h in (secret_headers or set())}
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        # requests re-reads the proxy environment (and ~/.netrc) on every call, which cost more CPU than the
+        # call itself on loopback; read the proxies once per host instead (HTTPS_PROXY / NO_PROXY still apply).
+        self.session.trust_env = False
+        self._proxies: dict[str, dict[str, str]] = {}
         self.exchanges: list[dict[str, Any]] = []
 
     def take_exchanges(self) -> list[dict[str, Any]]:
@@ -240,7 +244,9 @@ class HttpClient:
         }
         self.exchanges.append(record)
         try:
-            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+            response = self.session.send(
+                prepared, timeout=self.timeout, allow_redirects=False, proxies=self.proxies_for(prepared.url)
+            )
         except requests.Timeout:
             record["error"] = f"No answer within {self.timeout:g} s"
             raise DeliveryError(record["error"], code="timeout", retryable=True) from None
@@ -255,6 +261,13 @@ class HttpClient:
             "body": self.redact_body(response.content),
         }
         return response
+
+    def proxies_for(self, url: str) -> dict[str, str]:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxies:
+            self._proxies[origin] = requests.utils.get_environ_proxies(url)
+        return self._proxies[origin]
 
     def redact_text(self, text: str) -> str:
         for secret in self.secrets:

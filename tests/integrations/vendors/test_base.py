@@ -471,3 +471,23 @@ def test_a_delivery_error_becomes_a_result_with_its_retry_class() -> None:
         exchanges=[{"request": {}}],
     )
     assert DeliveryError("Bad").result([]).outcome == "failed"
+
+
+def test_the_proxy_environment_is_read_once_per_host_and_still_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "hooks.internal")
+    reads: list[str] = []
+    original = requests.utils.get_environ_proxies
+
+    def counting(url: str, *args: Any, **kwargs: Any) -> dict[str, str]:
+        reads.append(url)
+        return original(url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.utils, "get_environ_proxies", counting)
+    client = HttpClient(5, [])
+
+    assert client.proxies_for("https://api.example.com/v1/a")["https"] == "http://proxy.internal:3128"
+    assert client.proxies_for("https://api.example.com/v1/b")["https"] == "http://proxy.internal:3128"
+    assert "https" not in client.proxies_for("https://hooks.internal/x")
+    assert reads == ["https://api.example.com/v1/a", "https://hooks.internal/x"]
+    assert client.session.trust_env is False  # requests no longer reads the environment on every call
