@@ -2,7 +2,8 @@
 
 Retries are data (Delivery.next_attempt_at, attempts); django-q2 only runs `drain` tasks. Each running drain
 holds one of its destination's concurrency slots (a Slot row), so the limit holds across all workers and
-machines; the rate limit is a token bucket row. A sweeper re-queues due work and expired leases.
+machines; the rate limit is a token bucket row. A sweeper counts the attempts of workers that died (expired
+leases) and queues due work.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Least
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.tasks import async_task
@@ -147,12 +150,40 @@ def take_tokens(destination: Destination, want: int) -> tuple[int, float]:
     return granted, wait
 
 
+def return_tokens(destination: Destination, count: int) -> None:
+    """Give back tokens taken but not spent (the time box ended first), never above the bucket's size."""
+    rate = destination.limits()[0]
+    RateBucket.objects.filter(destination=destination).update(tokens=Least(F("tokens") + count, float(rate)))
+
+
 # Claim, send, record ---------------------------------------------------------------------------------
+#
+# A claim is identified by its lease: claim() stamps the rows it takes with one `lease_expires_at` (to the
+# microsecond), and every later write of this worker (renew, record, release) matches on status in_flight and
+# that exact value. A delivery whose lease expired and that another worker (or the sweeper) took meanwhile no
+# longer matches, so a late worker cannot overwrite what the new holder did.
+
+INTERNAL_ERROR_HINT = "This is a fault in cdphub, not in the destination: the worker's log has the details."
+WORKER_LOST_HINT = (
+    "If this repeats for the same event, the event may be crashing the worker: the worker's log has the details."
+)
+
+
+@dataclass
+class Sent:
+    """One delivery sent (or tried) and not yet recorded."""
+
+    delivery: Delivery
+    result: Result
+    started: datetime
+    finished: datetime
+    duration_ms: int
 
 
 def claim(destination: Destination, limit: int, lease: timedelta) -> list[Delivery]:
     """Mark up to `limit` due deliveries in flight for this worker; no two workers get the same one."""
     now = timezone.now()
+    expires = now + lease
     with transaction.atomic():
         query = Delivery.objects.filter(destination=destination, status__in=DUE, next_attempt_at__lte=now)
         if connection.features.has_select_for_update_skip_locked:
@@ -161,19 +192,49 @@ def claim(destination: Destination, limit: int, lease: timedelta) -> list[Delive
         if not ids:
             return []
         Delivery.objects.filter(id__in=ids, status__in=DUE).update(
-            status=Delivery.Status.IN_FLIGHT, lease_expires_at=now + lease
+            status=Delivery.Status.IN_FLIGHT, lease_expires_at=expires
         )
-    return list(Delivery.objects.filter(id__in=ids).select_related("event").order_by("id"))
+    held = Delivery.objects.filter(id__in=ids, status=Delivery.Status.IN_FLIGHT, lease_expires_at=expires)
+    return list(held.select_related("event").order_by("id"))
+
+
+def _held(deliveries: list[Delivery]) -> Q:
+    """The rows of these deliveries that this worker still holds (see the note on claims above)."""
+    leases: dict[datetime | None, list[int]] = {}
+    for d in deliveries:
+        leases.setdefault(d.lease_expires_at, []).append(d.id)
+    held = Q(pk__in=[])
+    for lease, ids in leases.items():
+        held |= Q(id__in=ids, lease_expires_at=lease)
+    return held & Q(status=Delivery.Status.IN_FLIGHT)
 
 
 def release(deliveries: list[Delivery], wait: float) -> None:
-    """Give claimed deliveries back untouched (throttled): no attempt is spent."""
+    """Give claimed deliveries back untouched (throttled, or out of time): no attempt is spent."""
     if not deliveries:
         return
-    Delivery.objects.filter(id__in=[d.id for d in deliveries], status=Delivery.Status.IN_FLIGHT).update(
+    Delivery.objects.filter(_held(deliveries)).update(
         status=Case(When(attempts=0, then=Value(Delivery.Status.PENDING)), default=Value(Delivery.Status.RETRYING)),
         next_attempt_at=timezone.now() + timedelta(seconds=wait),
         lease_expires_at=None,
+    )
+
+
+def _renew(deliveries: list[Delivery], lease: timedelta) -> None:
+    expires = timezone.now() + lease
+    Delivery.objects.filter(_held(deliveries)).update(lease_expires_at=expires)
+    for d in deliveries:
+        d.lease_expires_at = expires
+
+
+def internal_error(where: str, exc: BaseException) -> DeliveryError:
+    """A bug in cdphub or a vendor: retried like a 5xx, with the exception's type only (its text may hold a
+    secret: a URL with a token, a header value); the traceback goes to the worker log."""
+    return DeliveryError(
+        f"Internal error in {where} ({type(exc).__name__}); the delivery is retried.",
+        code="internal_error",
+        retryable=True,
+        hint=INTERNAL_ERROR_HINT,
     )
 
 
@@ -183,90 +244,133 @@ def send(vendor: Vendor | None, deliveries: list[Delivery], build_error: Deliver
         return [build_error.result([]) for _ in deliveries]
     try:
         results = vendor.deliver([d.event.payload for d in deliveries])
+        if len(results) != len(deliveries):
+            raise RuntimeError(f"{type(vendor).__name__}.deliver returned {len(results)} results for {len(deliveries)}")
     except DeliveryError as exc:
         results = [exc.result(vendor.http.take_exchanges()) for _ in deliveries]
-    except Exception as exc:  # a bug in a vendor must not lose the delivery: record it and retry
-        log.exception("vendor %s crashed", vendor.key)
-        error = f"Internal error in the {vendor.label} vendor: {exc!r}"[:500]
-        results = [Result("retry", error_code="vendor_error", error_message=error) for _ in deliveries]
-    if len(results) != len(deliveries):
-        raise RuntimeError(f"{type(vendor).__name__}.deliver returned {len(results)} results for {len(deliveries)}")
+    except Exception as exc:  # a bug in a vendor must not lose the delivery, nor crash the drain every time
+        log.exception("the %s vendor crashed on deliveries %s", vendor.key, [d.id for d in deliveries])
+        error = internal_error(f"the {vendor.label} vendor", exc)
+        exchanges = vendor.http.take_exchanges()
+        results = [error.result(exchanges) for _ in deliveries]
     return results
 
 
-def record(
-    destination: Destination,
-    deliveries: list[Delivery],
-    results: list[Result],
-    started: datetime,
-    duration_ms: int,
-    timing: Timing,
-) -> None:
-    """Write one Attempt per delivery and move each delivery on: delivered, retrying or failed."""
+def _send_group(vendor: Vendor | None, group: list[Delivery], build_error: DeliveryError | None) -> list[Sent]:
+    started = timezone.now()
+    clock = time.monotonic()
+    results = send(vendor, group, build_error)
+    duration_ms = int((time.monotonic() - clock) * 1000)
+    finished = timezone.now()
+    return [Sent(d, r, started, finished, duration_ms) for d, r in zip(group, results, strict=True)]
+
+
+RECORDED_FIELDS = (
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "lease_expires_at",
+    "error_code",
+    "error_message",
+    "hint",
+    "delivered_at",
+    "latency_ms",
+    "updated_at",
+)
+
+
+def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
+    """Write one Attempt per delivery this worker still holds and move it on: delivered, retrying or failed.
+
+    Returns how many were recorded; a delivery re-claimed by someone else meanwhile is left to its new holder.
+    """
+    if not sent:
+        return 0
     now = timezone.now()
-    attempts = []
-    last_error = ""
-    for delivery, result in zip(deliveries, results, strict=True):
-        delivery.attempts += 1
-        delivery.lease_expires_at = None
+    changes: list[tuple[Delivery, dict, Attempt]] = []
+    for item in sent:
+        delivery, result = item.delivery, item.result
+        attempts = delivery.attempts + 1
         outcome = result.outcome
         message = result.error_message
+        fields: dict[str, Any] = {"attempts": attempts, "lease_expires_at": None, "updated_at": now}
         if outcome == "retry":
-            delay = backoff(delivery.attempts, result.retry_after, timing)
+            delay = backoff(attempts, result.retry_after, timing)
             deadline = delivery.event.received_at + destination.retry_deadline
             if delivery.is_test:
                 outcome, message = "failed", message + " (test sends are not retried)"
             elif now + timedelta(seconds=delay) > deadline:
                 outcome = "failed"
-                message += f" (gave up after {delivery.attempts} attempts: the retry deadline has passed)"
+                message += f" (gave up after {attempts} attempts: the retry deadline has passed)"
             else:
-                delivery.next_attempt_at = now + timedelta(seconds=delay)
-        attempts.append(
-            Attempt(
-                delivery=delivery,
-                number=delivery.attempts,
-                started_at=started,
-                duration_ms=duration_ms,
-                outcome=outcome,
-                status_code=result.status_code,
-                error_code=result.error_code,
-                error_message=message,
-                exchanges=result.exchanges,
-            )
-        )
+                fields["next_attempt_at"] = now + timedelta(seconds=delay)
         if outcome == "delivered":
-            delivery.status = Delivery.Status.DELIVERED
-            delivery.delivered_at = now
-            delivery.latency_ms = max(0, int((now - delivery.event.received_at).total_seconds() * 1000))
-            delivery.error_code = delivery.error_message = delivery.hint = ""
+            latency = max(0, int((item.finished - delivery.event.received_at).total_seconds() * 1000))
+            fields |= {"status": Delivery.Status.DELIVERED, "delivered_at": item.finished, "latency_ms": latency}
+            fields |= {"error_code": "", "error_message": "", "hint": ""}
         else:
-            delivery.status = Delivery.Status.RETRYING if outcome == "retry" else Delivery.Status.FAILED
-            delivery.error_code, delivery.error_message, delivery.hint = result.error_code, message, result.hint
-            last_error = message
-    with transaction.atomic():
-        Attempt.objects.bulk_create(attempts)
-        Delivery.objects.bulk_update(
-            deliveries,
-            [
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "lease_expires_at",
-                "error_code",
-                "error_message",
-                "hint",
-                "delivered_at",
-                "latency_ms",
-                "updated_at",
-            ],
+            status = Delivery.Status.RETRYING if outcome == "retry" else Delivery.Status.FAILED
+            fields |= {"status": status, "error_code": result.error_code, "error_message": message}
+            fields["hint"] = result.hint
+        attempt = Attempt(
+            delivery=delivery,
+            number=attempts,
+            started_at=item.started,
+            duration_ms=item.duration_ms,
+            outcome=outcome,
+            status_code=result.status_code,
+            error_code=result.error_code,
+            error_message=message,
+            exchanges=result.exchanges,
         )
-        changes = {}
-        if any(r.ok for r in results):
-            changes["last_delivered_at"] = now
-        if last_error:
-            changes.update(last_error=last_error[:1000], last_error_at=now)
-        if changes:
-            Destination.objects.filter(id=destination.id).update(**changes)
+        changes.append((delivery, fields, attempt))
+    with transaction.atomic():
+        query = Delivery.objects.filter(_held([d for d, _, _ in changes]))
+        if connection.features.has_select_for_update:
+            query = query.select_for_update()
+        held = set(query.values_list("id", flat=True))
+        recorded = [change for change in changes if change[0].id in held]
+        for delivery, _, attempt in changes:
+            if delivery.id not in held:
+                log.warning(
+                    "delivery %s was taken over after its lease expired; this worker's late %s is not recorded",
+                    delivery.id,
+                    attempt.outcome,
+                )
+        for delivery, fields, _ in recorded:
+            for name, value in fields.items():
+                setattr(delivery, name, value)
+        _save_rows([delivery for delivery, _, _ in recorded], RECORDED_FIELDS)
+        Attempt.objects.bulk_create([attempt for _, _, attempt in recorded])
+        update = {}
+        if any(fields["status"] == Delivery.Status.DELIVERED for _, fields, _ in recorded):
+            update["last_delivered_at"] = now
+        errors = [attempt.error_message for _, fields, attempt in recorded if fields["status"] != "delivered"]
+        if errors:
+            update.update(last_error=errors[-1][:1000], last_error_at=now)
+        if update:
+            Destination.objects.filter(id=destination.id).update(**update)
+    return len(recorded)
+
+
+def _save_rows(deliveries: list[Delivery], names: tuple[str, ...]) -> None:
+    """Write these fields of each delivery with one UPDATE statement run for every row (executemany).
+
+    What bulk_update() or one update() per row would do, without compiling a query per row or a CASE per field
+    and row: that compiling cost more CPU than the HTTP call being recorded.
+    """
+    if not deliveries:
+        return
+    fields = [Delivery._meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    sql = "UPDATE {} SET {} WHERE {} = %s".format(
+        quote(Delivery._meta.db_table),
+        ", ".join(f"{quote(f.column)} = %s" for f in fields),
+        quote(Delivery._meta.pk.column),
+    )
+    rows = [[f.get_db_prep_save(getattr(d, f.attname), connection) for f in fields] + [d.pk] for d in deliveries]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def drain(destination_id: int, slot_id: int, token: str) -> str:
@@ -279,33 +383,39 @@ def drain(destination_id: int, slot_id: int, token: str) -> str:
     hold = timedelta(seconds=timing.drain_seconds + destination.timeout * 2 + timing.lease_margin)
     if not Slot.objects.filter(id=slot_id, token=token).update(lease_expires_at=timezone.now() + hold):
         return "slot lost"
-    if not destination.enabled or destination.paused:
-        _release(slot_id, token)
-        return "paused"
     try:
-        vendor, build_error = destination.build_vendor(), None
-    except DeliveryError as exc:
-        vendor, build_error = None, exc
-    batch_size = vendor.max_batch if vendor else 1
-    sent = 0
-    out_of_time = False
-    while True:
-        if time.monotonic() >= stop_at:
-            out_of_time = True
-            break
-        lease = timedelta(seconds=destination.timeout * 3 + timing.lease_margin)
-        claimed = claim(destination, CLAIM_LIMIT, lease)
-        if not claimed:
-            break
-        count, throttled = _send_claimed(destination, vendor, build_error, claimed, batch_size, lease, timing, stop_at)
-        sent += count
-        if throttled:
-            break  # the rest waits for the rate limit; the sweeper queues it when it is due
-    _release(slot_id, token)
+        if not destination.enabled or destination.paused:
+            return "paused"
+        sent, out_of_time = _drain(destination, timing, stop_at)
+    finally:
+        _release(slot_id, token)  # whatever happened: a slot held by a crashed drain would idle until its lease ends
     # In sync mode (tests) the drain runs inside kick(); chaining another would recurse, the sweeper follows up.
     if (out_of_time or has_due_work(destination_id)) and not Conf.SYNC:
         kick(destination_id)
     return f"sent {sent}"
+
+
+def _drain(destination: Destination, timing: Timing, stop_at: float) -> tuple[int, bool]:
+    """Claim and send until nothing is due, the rate limit says wait, or the time box ends: (sent, out of time)."""
+    try:
+        vendor, build_error = destination.build_vendor(), None
+    except DeliveryError as exc:
+        vendor, build_error = None, exc
+    except Exception as exc:  # a bug building the vendor: each delivery gets an attempt, the retry rules apply
+        log.exception("could not build the vendor of destination %s", destination.id)
+        vendor, build_error = None, internal_error(f"the {destination.vendor} vendor's settings", exc)
+    batch_size = vendor.max_batch if vendor else 1
+    lease = timedelta(seconds=destination.timeout * 3 + timing.lease_margin)
+    sent = 0
+    while time.monotonic() < stop_at:
+        claimed = claim(destination, CLAIM_LIMIT, lease)
+        if not claimed:
+            return sent, False
+        count, throttled = _send_claimed(destination, vendor, build_error, claimed, batch_size, lease, timing, stop_at)
+        sent += count
+        if throttled:
+            return sent, False  # the rest waits for the rate limit; the sweeper queues it when it is due
+    return sent, True
 
 
 def _send_claimed(
@@ -326,23 +436,18 @@ def _send_claimed(
         more, wait = take_tokens(destination, len(groups) - granted)
         granted += more
     lease_until = time.monotonic() + lease.total_seconds()
-    sent = 0
-    done = 0  # groups sent
+    sent = done = 0  # deliveries, groups sent
     for group in groups[:granted]:
         if done and time.monotonic() >= stop_at:
             break  # the time box is over (the slot's lease counts on it): the next drain sends the rest
         if lease_until - time.monotonic() < destination.timeout + 1:
-            remaining = [d.id for g in groups[groups.index(group) : granted] for d in g]
-            Delivery.objects.filter(id__in=remaining, status=Delivery.Status.IN_FLIGHT).update(
-                lease_expires_at=timezone.now() + lease
-            )
+            _renew([d for g in groups[done:granted] for d in g], lease)
             lease_until = time.monotonic() + lease.total_seconds()
-        started = timezone.now()
-        clock = time.monotonic()
-        results = send(vendor, group, build_error)
-        record(destination, group, results, started, int((time.monotonic() - clock) * 1000), timing)
+        record(destination, _send_group(vendor, group, build_error), timing)
         sent += len(group)
         done += 1
+    if done < granted:
+        return_tokens(destination, granted - done)
     release([d for g in groups[done:granted] for d in g], 0)
     release([d for g in groups[granted:] for d in g], wait)
     return sent, granted < len(groups)
@@ -351,14 +456,13 @@ def _send_claimed(
 # Sweeper ---------------------------------------------------------------------------------------------
 
 
+EXPIRED_PER_SWEEP = 500
+
+
 def sweep() -> dict[str, int]:
-    """Re-queue deliveries whose worker died (lease expired) and kick every destination with due work."""
+    """Count the attempts of workers that died (lease expired) and kick every destination with due work."""
     now = timezone.now()
-    expired = Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT, lease_expires_at__lt=now).update(
-        status=Case(When(attempts=0, then=Value(Delivery.Status.PENDING)), default=Value(Delivery.Status.RETRYING)),
-        next_attempt_at=now,
-        lease_expires_at=None,
-    )
+    expired = expire_leases(now, Timing.current())
     due = set(
         Delivery.objects.filter(status__in=DUE, next_attempt_at__lte=now)
         .values_list("destination_id", flat=True)
@@ -366,6 +470,31 @@ def sweep() -> dict[str, int]:
     )
     kicked = sum(kick(destination_id, fill=True) for destination_id in due)
     return {"expired": expired, "destinations": len(due), "kicked": kicked}
+
+
+def expire_leases(now: datetime, timing: Timing) -> int:
+    """A delivery still in flight after its lease was held by a worker that crashed, was killed or timed out,
+    perhaps because of this very event: count that as an attempt, so backoff and the retry deadline apply and
+    an event that kills the worker every time is not tried for ever."""
+    expired = list(
+        Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT, lease_expires_at__lt=now)
+        .select_related("event", "destination")
+        .defer("destination__credentials")
+        .order_by("lease_expires_at")[:EXPIRED_PER_SWEEP]
+    )
+    lost = Result(
+        "retry",
+        error_code="worker_lost",
+        error_message=(
+            "The worker stopped while this delivery was in flight (it crashed, was killed or ran out of time); "
+            "whether the destination got it is unknown, so it is sent again."
+        ),
+        hint=WORKER_LOST_HINT,
+    )
+    by_destination: dict[int, list[Sent]] = {}
+    for delivery in expired:
+        by_destination.setdefault(delivery.destination_id, []).append(Sent(delivery, lost, now, now, 0))
+    return sum(record(sent[0].delivery.destination, sent, timing) for sent in by_destination.values())
 
 
 def retry_now(delivery_ids: list[int]) -> int:

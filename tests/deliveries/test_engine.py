@@ -19,6 +19,7 @@ from deliveries import engine
 from deliveries.engine import Timing, backoff, claim, kick, retry_now, sweep, take_tokens
 from deliveries.models import Attempt, Delivery, Event, RateBucket, Slot
 from integrations.models import Destination, Source
+from integrations.vendors import Result
 from tests.conftest import basic_auth
 from tests.receiver import Receiver
 
@@ -447,7 +448,7 @@ def test_a_drain_stops_at_its_time_box_and_hands_back_what_it_did_not_send(db, s
 # Sweeper ----------------------------------------------------------------------------------------------
 
 
-def test_sweep_resets_expired_leases_and_kicks_destinations_with_due_work(db, source, receiver, queued):
+def test_sweep_counts_expired_leases_as_attempts_and_kicks_destinations_with_due_work(db, source, receiver, queued):
     a = make_destination(source, receiver.url, slug="a", concurrency=2)
     b = make_destination(source, receiver.url, slug="b", concurrency=1)
     c = make_destination(source, receiver.url, slug="c")
@@ -466,28 +467,188 @@ def test_sweep_resets_expired_leases_and_kicks_destinations_with_due_work(db, so
     crashed_first.refresh_from_db()
     crashed_retry.refresh_from_db()
     running.refresh_from_db()
-    assert (crashed_first.status, crashed_first.attempts) == (Delivery.Status.PENDING, 0)
-    assert (crashed_retry.status, crashed_retry.attempts) == (Delivery.Status.RETRYING, 2)
+    # The dead worker's try counts: backoff applies, as after any other failed attempt.
+    assert (crashed_first.status, crashed_first.attempts) == (Delivery.Status.RETRYING, 1)
+    assert (crashed_retry.status, crashed_retry.attempts) == (Delivery.Status.RETRYING, 3)
     assert crashed_first.lease_expires_at is None
-    assert crashed_first.next_attempt_at <= timezone.now()
+    assert crashed_first.next_attempt_at > timezone.now()
+    assert crashed_first.error_code == "worker_lost"
+    lost = crashed_retry.attempt_log.get()
+    assert (lost.number, lost.outcome, lost.error_code, lost.exchanges) == (3, Attempt.Outcome.RETRY, "worker_lost", [])
+    assert "crashed, was killed or ran out of time" in lost.error_message
     assert running.status == Delivery.Status.IN_FLIGHT
+    assert not running.attempt_log.exists()
     kicked = [destination_id for destination_id, _, _ in queued]
-    assert sorted(kicked) == sorted([a.id, a.id, b.id])  # every free slot of a, b's one; not c (not due), not d
-    assert result["kicked"] == 3
+    assert sorted(kicked) == [b.id]  # b is due; a's lost deliveries wait for their backoff; not c, not d
+    assert result["kicked"] == 1
 
 
-def test_sweep_then_drain_delivers_what_a_crashed_worker_left(db, source, receiver):
+def test_an_event_that_kills_the_worker_every_time_gives_up_at_the_retry_deadline(db, source, receiver):
+    destination = make_destination(source, receiver.url, retry_deadline=timedelta(minutes=1))
+    poison = make_delivery(
+        destination,
+        source,
+        received_at=timezone.now() - timedelta(minutes=2),
+        status=Delivery.Status.IN_FLIGHT,
+        attempts=4,
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+
+    sweep()
+
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts, poison.error_code) == (Delivery.Status.FAILED, 5, "worker_lost")
+    assert "gave up after 5 attempts: the retry deadline has passed" in poison.error_message
+    assert "worker's log" in poison.hint
+    assert receiver.requests == []
+
+
+def test_sweep_then_drain_delivers_what_a_crashed_worker_left(db, source, receiver, settings):
+    settings.DELIVERY_RETRY_BASE = 0.01
     destination = make_destination(source, receiver.url)
     orphan = make_delivery(
         destination, source, status=Delivery.Status.IN_FLIGHT, lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
 
+    sweep()  # counts the lost attempt; its backoff (at most 10 ms here) is over by the next sweep
+    time.sleep(0.02)
     sweep()  # sync mode: the kicked drain runs here
 
     orphan.refresh_from_db()
     assert orphan.status == Delivery.Status.DELIVERED
-    assert orphan.attempts == 1
+    assert orphan.attempts == 2
+    assert [a.error_code for a in orphan.attempt_log.order_by("number")] == ["worker_lost", ""]
     assert receiver.successes[orphan.event.message_id] == 1
+
+
+# Robustness -------------------------------------------------------------------------------------------
+
+
+def claimed_slot(destination: Destination, queued: list) -> tuple[int, str]:
+    """Queue a drain (not run: see `queued`) and return the slot and token it would run with."""
+    assert kick(destination.id) == 1
+    _, slot_id, token = queued[-1]
+    return slot_id, token
+
+
+def test_a_drain_hands_its_slot_back_even_when_sending_raises(db, source, receiver, queued, monkeypatch):
+    destination = make_destination(source, receiver.url)
+    delivery = make_delivery(destination, source)
+    slot_id, token = claimed_slot(destination, queued)
+
+    def broken_record(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(engine, "record", broken_record)
+    with pytest.raises(RuntimeError, match="the database went away"):
+        engine.drain(destination.id, slot_id, token)
+
+    slot = Slot.objects.get(id=slot_id)
+    assert (slot.token, slot.lease_expires_at) == ("", None)
+    assert kick(destination.id) == 1  # the slot is free for the next drain at once
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.IN_FLIGHT  # its lease brings it back (see the sweeper tests)
+
+
+def test_a_late_worker_does_not_overwrite_a_delivery_another_worker_took_over(db, source, receiver, settings):
+    settings.DELIVERY_RETRY_BASE = 0.01
+    destination = make_destination(source, receiver.url, paused=True)
+    delivery = make_delivery(destination, source)
+    lease = timedelta(seconds=60)
+    (late,) = claim(destination, 1, lease)
+    # Its lease runs out (a long stall): the sweeper counts the lost try, and another worker claims it again.
+    Delivery.objects.filter(id=delivery.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    sweep()
+    Delivery.objects.filter(id=delivery.id).update(next_attempt_at=timezone.now())
+    (holder,) = claim(destination, 1, lease)
+    assert holder.lease_expires_at != late.lease_expires_at
+
+    now = timezone.now()
+    timing = Timing.current()
+    late_result = engine.Sent(late, Result("failed", status_code=400, error_code="http_400"), now, now, 5)
+    assert engine.record(destination, [late_result], timing) == 0
+    engine.release([late], 60)
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (Delivery.Status.IN_FLIGHT, 1)
+    assert delivery.lease_expires_at == holder.lease_expires_at
+    assert [a.error_code for a in delivery.attempt_log.all()] == ["worker_lost"]
+
+    holder_result = engine.Sent(holder, Result("delivered", status_code=200), now, now, 5)
+    assert engine.record(destination, [holder_result], timing) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.lease_expires_at) == (Delivery.Status.DELIVERED, 2, None)
+    assert [a.outcome for a in delivery.attempt_log.order_by("number")] == ["retry", "delivered"]
+
+
+def test_a_vendor_that_raises_counts_an_attempt_with_an_internal_error_and_no_secret(
+    db, source, receiver, monkeypatch, settings
+):
+    settings.DELIVERY_RETRY_BASE = 30
+    destination = make_destination(source, receiver.url)
+    delivery = make_delivery(destination, source)
+
+    def crash(self: Any, events: list) -> list:
+        raise ValueError(f"cannot sign with {API_KEY} for {self.config.url}")
+
+    monkeypatch.setattr("integrations.vendors.webhook.Webhook.deliver", crash)
+    kick(destination.id)
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.error_code) == (Delivery.Status.RETRYING, 1, "internal_error")
+    assert delivery.error_message == "Internal error in the Webhook vendor (ValueError); the delivery is retried."
+    assert delivery.next_attempt_at > timezone.now() + timedelta(seconds=10)  # the normal backoff
+    attempt = delivery.attempt_log.get()
+    assert (attempt.outcome, attempt.error_code) == (Attempt.Outcome.RETRY, "internal_error")
+    destination.refresh_from_db()
+    dump = json.dumps([list(Attempt.objects.values()), destination.last_error, delivery.hint], default=str)
+    assert API_KEY not in dump
+    assert receiver.url not in dump
+
+
+def test_a_vendor_that_always_raises_fails_at_the_retry_deadline(db, source, receiver, monkeypatch):
+    destination = make_destination(source, receiver.url, retry_deadline=timedelta(minutes=1))
+    old = make_delivery(destination, source, received_at=timezone.now() - timedelta(minutes=2))
+    monkeypatch.setattr("integrations.vendors.webhook.Webhook.deliver", lambda self, events: [])  # a wrong count
+
+    kick(destination.id)
+
+    old.refresh_from_db()
+    assert (old.status, old.attempts, old.error_code) == (Delivery.Status.FAILED, 1, "internal_error")
+    assert "the retry deadline has passed" in old.error_message
+
+
+def test_a_destination_whose_vendor_cannot_be_built_counts_an_attempt(db, source, receiver, monkeypatch):
+    destination = make_destination(source, receiver.url)
+    delivery = make_delivery(destination, source)
+
+    def broken(self: Destination) -> None:
+        raise KeyError("url")
+
+    monkeypatch.setattr(Destination, "build_vendor", broken)
+    kick(destination.id)
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.error_code) == (Delivery.Status.RETRYING, 1, "internal_error")
+    assert "(KeyError)" in delivery.error_message
+    assert receiver.requests == []
+    assert not Slot.objects.filter(destination=destination, lease_expires_at__isnull=False).exists()
+
+
+def test_tokens_taken_but_not_spent_when_the_time_box_ends_go_back_to_the_bucket(db, source, receiver, settings):
+    settings.DELIVERY_DRAIN_SECONDS = 0.3
+    receiver.delay = 0.4
+    destination = make_destination(source, receiver.url, rate_limit=10, rate_period=3600)
+    for _ in range(6):
+        make_delivery(destination, source)
+
+    kick(destination.id)  # takes 6 tokens, sends one before the time box ends
+
+    sent = len(receiver.requests)
+    assert sent == 1
+    bucket = RateBucket.objects.get(destination=destination)
+    assert 10 - sent <= bucket.tokens < 10 - sent + 0.01  # the 5 unspent tokens are back
+    assert take_tokens(destination, 10)[0] == 9
 
 
 # Operator actions -------------------------------------------------------------------------------------
