@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -130,7 +134,7 @@ class Rejection:
 
 @dataclass
 class IngestResult:
-    accepted: list[int] = field(default_factory=list)  # ids of the events stored
+    accepted: list[str] = field(default_factory=list)  # messageIds of the events stored
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
 
@@ -344,7 +348,9 @@ def _rejected_values(source: Source, rejection: Rejection) -> tuple[dict[str, An
 # the models' fields rather than bulk_create, which spent ~100 us per event preparing values field by field
 # (three times the time of the insert itself); payloads are serialised with orjson on SQLite, where the JSON
 # column is text. Fields an INSERT does not list get their model default, so a new field with a default
-# needs no change here. Accepted events come back with their ids (INSERT ... RETURNING, SQLite >= 3.35).
+# needs no change here. When outbox rows need their events' ids, the events' INSERT returns them
+# (INSERT ... RETURNING, SQLite >= 3.35); without destinations it returns nothing, which keeps the write lock
+# shorter: Python's sqlite3 hands the GIL to other threads and waits to get it back for every returned row.
 
 MAX_ROWS_PER_INSERT = 500
 
@@ -435,6 +441,44 @@ def _json_for_db(value: Any, conn: BaseDatabaseWrapper) -> Any:
 _PAYLOAD_FIELD = Event._meta.get_field("payload")
 
 
+# Taking turns at SQLite's write lock ----------------------------------------------------------------------
+#
+# SQLite lets one transaction write at a time. A connection that finds the lock taken sleeps in SQLite's busy
+# handler (1, 2, 5, 10 ... up to 100 ms between tries), so the lock often sits free while every waiter sleeps.
+# Ingest transactions on one machine queue on a lock file next to the database instead (flock, which wakes
+# the next process as soon as the previous one commits), one thread of a process at a time (flock is held
+# per process). Other writers (the delivery worker, the admin) still meet them in SQLite's busy handler.
+
+
+class _WriteTurn:
+    def __init__(self) -> None:
+        self._thread_lock = threading.Lock()
+        self._files: dict[tuple[int, str], int] = {}  # (process id, lock file) -> descriptor
+
+    @contextmanager
+    def __call__(self, conn: BaseDatabaseWrapper) -> Iterator[None]:
+        # Inside a caller's transaction the order of the two locks could not be kept: no turn there.
+        if conn.vendor != "sqlite" or conn.in_atomic_block or conn.is_in_memory_db():
+            yield
+            return
+        with self._thread_lock:
+            fd = self._file(f"{conn.settings_dict['NAME']}-ingest.lock")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _file(self, path: str) -> int:
+        key = (os.getpid(), path)  # a forked process opens its own: flock locks belong to the open file
+        if key not in self._files:
+            self._files[key] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._files[key]
+
+
+write_turn = _WriteTurn()
+
+
 def _stored_message_ids(source: Source, message_ids: list[str]) -> set[str]:
     """Which of these messageIds the source has accepted already: a probe of the unique (source, message_id)
     index per id (no ORDER BY: Event's default ordering made SQLite walk every row of the source instead)."""
@@ -461,7 +505,7 @@ def store(
     received_at: datetime,
 ) -> IngestResult:
     """Write accepted events (deduplicated on messageId per source), their outbox rows and rejections in one
-    transaction; `accepted` lists the ids of the events stored."""
+    transaction; `accepted` lists the messageIds of the events stored."""
     result = IngestResult(rejected=rejections)
     conn = transaction.get_connection()
     ops = conn.ops
@@ -510,22 +554,23 @@ def store(
         stored = _stored_message_ids(source, fresh)
         fresh = [m for m in fresh if m not in stored]
     returning = f"{ops.quote_name(Event._meta.pk.column)}, {ops.quote_name('message_id')}"
-    ids: dict[str, int] = {}
     outbox: list[tuple[Any, ...]] = []
     for attempt in (0, 1):
         if not fresh and not rejected_rows:
             break
         try:
-            with transaction.atomic():
+            with write_turn(conn), transaction.atomic():
                 if attempt:
                     stored = _stored_message_ids(source, fresh)
                     fresh = [m for m in fresh if m not in stored]
                 if fresh:
                     constants = EVENTS.constants(conn, received_at)
-                    ids = {m: pk for pk, m in EVENTS.run([events[m] for m in fresh], constants, returning)}
-                    outbox = [(ids[m], *values) for m in fresh for values in routes[m]]
-                    if outbox:
+                    if destinations:
+                        ids = {m: pk for pk, m in EVENTS.run([events[m] for m in fresh], constants, returning)}
+                        outbox = [(ids[m], *values) for m in fresh for values in routes[m]]
                         DELIVERIES.run(outbox, DELIVERIES.constants(conn, received_at))
+                    else:
+                        EVENTS.run([events[m] for m in fresh], constants)
                 if rejected_rows:
                     EVENTS.run(rejected_rows, EVENTS.constants(conn, received_at))
             break
@@ -533,7 +578,7 @@ def store(
             if attempt:
                 forget()  # e.g. a source or destination deleted by another process: read them afresh
                 raise
-    result.accepted = [ids[m] for m in fresh]
+    result.accepted = fresh
     result.duplicates += len(events) - len(fresh)
     # Committed: wake a worker for each destination with new work.
     for destination_id in {row[1] for row in outbox if row[2] == Delivery.Status.PENDING}:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import multiprocessing
+import os
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -301,5 +306,75 @@ def test_a_payload_orjson_cannot_write_is_stored_by_djangos_encoder(source):
     result = ingest.store(source, [payload], [], received_at)
 
     [event] = Event.objects.all()
-    assert result.accepted == [event.pk]
+    assert result.accepted == ["m1"]
     assert event.payload["properties"] == {"huge": 2**70}
+
+
+# Taking turns at SQLite's write lock ---------------------------------------------------------------------
+
+
+def lock_file() -> str:
+    return f"{connection.settings_dict['NAME']}-ingest.lock"
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite only: PostgreSQL has no single writer")
+@pytest.mark.django_db(transaction=True)
+def test_ingest_transactions_wait_for_another_process_holding_the_turn(client, source):
+    post(client, "track", track("m0"))  # creates the lock file
+    release = multiprocessing.get_context("fork").Event()
+    holding = multiprocessing.get_context("fork").Event()
+
+    def other_process() -> None:
+        fd = os.open(lock_file(), os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        holding.set()
+        release.wait(10)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+    child = multiprocessing.get_context("fork").Process(target=other_process)
+    child.start()
+    try:
+        assert holding.wait(10)
+        threading.Timer(0.3, release.set).start()
+        started = time.monotonic()
+        response = post(client, "track", track("m1"))
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        child.join(10)
+
+    assert response.json() == {"success": True}
+    assert waited >= 0.25
+    assert Event.objects.filter(message_id="m1").exists()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite only: PostgreSQL has no single writer")
+@pytest.mark.django_db(transaction=True)
+def test_threads_of_a_process_take_the_turn_one_at_a_time(source):
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def hold(n: int) -> None:
+        with ingest.write_turn(connection):
+            inside.append(n)
+            overlaps.append(len(inside))
+            time.sleep(0.05)
+            inside.remove(n)
+        connection.close()
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert overlaps == [1, 1, 1, 1]
+
+
+def test_no_turn_is_taken_inside_a_callers_transaction(source):
+    # pytest-django runs this test inside a transaction: a turn held elsewhere must not block it.
+    with ingest.write_turn._thread_lock:
+        started = time.monotonic()
+        with ingest.write_turn(connection):
+            pass
+    assert time.monotonic() - started < 0.1
