@@ -9,6 +9,7 @@ leases) and queues due work.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import uuid
@@ -31,6 +32,8 @@ from integrations.vendors import DeliveryError, Result, Vendor
 log = logging.getLogger("cdphub.engine")
 
 CLAIM_LIMIT = 50
+RECORD_EVERY = 25  # sends recorded in one write transaction ...
+RECORD_SECONDS = 0.2  # ... or after this long, whichever comes first
 DUE = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
 
 
@@ -182,20 +185,39 @@ class Sent:
 
 def claim(destination: Destination, limit: int, lease: timedelta) -> list[Delivery]:
     """Mark up to `limit` due deliveries in flight for this worker; no two workers get the same one."""
+    return claim_within_rate(destination, limit, lease, None)[0]
+
+
+def claim_within_rate(
+    destination: Destination, limit: int, lease: timedelta, group_size: int | None
+) -> tuple[list[Delivery], float]:
+    """claim(), taking the rate limit's tokens in the same write transaction when `group_size` (events per
+    vendor call) is given: only as many whole groups as there are tokens for are claimed, the rest wait for the
+    next token untouched (no attempt spent). Returns the claimed deliveries and, when some have to wait, the
+    seconds until that token (else 0).
+    """
     now = timezone.now()
     expires = now + lease
+    if not has_due_work(destination.id, now):
+        return [], 0.0  # a read: on SQLite, taking the write lock to find nothing would delay every other writer
+    wait = 0.0
     with transaction.atomic():
         query = Delivery.objects.filter(destination=destination, status__in=DUE, next_attempt_at__lte=now)
         if connection.features.has_select_for_update_skip_locked:
             query = query.select_for_update(skip_locked=True)
         ids = list(query.order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit])
+        if ids and group_size:
+            granted, wait = take_tokens(destination, math.ceil(len(ids) / group_size))
+            ids, held_back = ids[: granted * group_size], ids[granted * group_size :]
+            if held_back:
+                Delivery.objects.filter(id__in=held_back).update(next_attempt_at=now + timedelta(seconds=wait))
         if not ids:
-            return []
+            return [], wait
         Delivery.objects.filter(id__in=ids, status__in=DUE).update(
             status=Delivery.Status.IN_FLIGHT, lease_expires_at=expires
         )
     held = Delivery.objects.filter(id__in=ids, status=Delivery.Status.IN_FLIGHT, lease_expires_at=expires)
-    return list(held.select_related("event").order_by("id"))
+    return list(held.select_related("event").order_by("id")), wait
 
 
 def _held(deliveries: list[Delivery]) -> Q:
@@ -225,6 +247,22 @@ def _renew(deliveries: list[Delivery], lease: timedelta) -> None:
     Delivery.objects.filter(_held(deliveries)).update(lease_expires_at=expires)
     for d in deliveries:
         d.lease_expires_at = expires
+
+
+_vendors: dict[int, tuple[datetime, Vendor]] = {}
+
+
+def build_vendor(destination: Destination) -> Vendor:
+    """The destination's vendor, kept per process while the destination is unchanged: its HTTP session keeps
+    connections (and TLS sessions) open from one drain to the next, which is most of a single event's latency."""
+    cached = _vendors.get(destination.id)
+    if cached and cached[0] == destination.updated_at:
+        return cached[1]
+    vendor = destination.build_vendor()
+    if len(_vendors) >= 256:
+        _vendors.clear()
+    _vendors[destination.id] = (destination.updated_at, vendor)
+    return vendor
 
 
 def internal_error(where: str, exc: BaseException) -> DeliveryError:
@@ -377,7 +415,8 @@ def drain(destination_id: int, slot_id: int, token: str) -> str:
     """The worker task: send this destination's due deliveries for a few seconds, then hand the slot back."""
     timing = Timing.current()
     stop_at = time.monotonic() + timing.drain_seconds
-    destination = Destination.objects.filter(id=destination_id).first()
+    # Credentials are read (and decrypted) only when the vendor is built, not on every drain.
+    destination = Destination.objects.filter(id=destination_id).defer("credentials").first()
     if destination is None:
         return "gone"
     hold = timedelta(seconds=timing.drain_seconds + destination.timeout * 2 + timing.lease_margin)
@@ -398,7 +437,7 @@ def drain(destination_id: int, slot_id: int, token: str) -> str:
 def _drain(destination: Destination, timing: Timing, stop_at: float) -> tuple[int, bool]:
     """Claim and send until nothing is due, the rate limit says wait, or the time box ends: (sent, out of time)."""
     try:
-        vendor, build_error = destination.build_vendor(), None
+        vendor, build_error = build_vendor(destination), None
     except DeliveryError as exc:
         vendor, build_error = None, exc
     except Exception as exc:  # a bug building the vendor: each delivery gets an attempt, the retry rules apply
@@ -408,13 +447,16 @@ def _drain(destination: Destination, timing: Timing, stop_at: float) -> tuple[in
     lease = timedelta(seconds=destination.timeout * 3 + timing.lease_margin)
     sent = 0
     while time.monotonic() < stop_at:
-        claimed = claim(destination, CLAIM_LIMIT, lease)
+        claimed, wait = claim_within_rate(destination, CLAIM_LIMIT, lease, batch_size)
+        if claimed:
+            sent += _send_claimed(destination, vendor, build_error, claimed, batch_size, lease, timing, stop_at)
+        if wait:
+            if wait <= 1.0 and time.monotonic() + wait < stop_at:
+                time.sleep(wait)  # the next token is close: the deliveries held back are due again then
+                continue
+            return sent, False  # the rest waits for the rate limit; the sweeper queues it when it is due
         if not claimed:
             return sent, False
-        count, throttled = _send_claimed(destination, vendor, build_error, claimed, batch_size, lease, timing, stop_at)
-        sent += count
-        if throttled:
-            return sent, False  # the rest waits for the rate limit; the sweeper queues it when it is due
     return sent, True
 
 
@@ -427,30 +469,36 @@ def _send_claimed(
     lease: timedelta,
     timing: Timing,
     stop_at: float,
-) -> tuple[int, bool]:
-    """Send claimed deliveries group by group within the rate limit; return (sent, throttled)."""
+) -> int:
+    """Send claimed deliveries (their rate-limit tokens taken) group by group until the time box ends; return
+    how many were sent. What is left goes back untouched, and its tokens to the bucket.
+
+    Results are recorded a few at a time (RECORD_EVERY sends or RECORD_SECONDS): one write transaction per
+    send made the database lock, not the network, the limit. A worker killed in between loses at most that
+    many records; their leases expire and the sweeper counts the lost attempt, so they are sent again.
+    """
     groups = [claimed[i : i + batch_size] for i in range(0, len(claimed), batch_size)]
-    granted, wait = take_tokens(destination, len(groups))
-    if granted < len(groups) and wait <= 1.0 and time.monotonic() + wait < stop_at:
-        time.sleep(wait)
-        more, wait = take_tokens(destination, len(groups) - granted)
-        granted += more
     lease_until = time.monotonic() + lease.total_seconds()
+    unrecorded: list[Sent] = []
+    recorded_at = time.monotonic()
     sent = done = 0  # deliveries, groups sent
-    for group in groups[:granted]:
+    for group in groups:
         if done and time.monotonic() >= stop_at:
             break  # the time box is over (the slot's lease counts on it): the next drain sends the rest
         if lease_until - time.monotonic() < destination.timeout + 1:
-            _renew([d for g in groups[done:granted] for d in g], lease)
+            _renew([s.delivery for s in unrecorded] + [d for g in groups[done:] for d in g], lease)
             lease_until = time.monotonic() + lease.total_seconds()
-        record(destination, _send_group(vendor, group, build_error), timing)
+        unrecorded += _send_group(vendor, group, build_error)
         sent += len(group)
         done += 1
-    if done < granted:
-        return_tokens(destination, granted - done)
-    release([d for g in groups[done:granted] for d in g], 0)
-    release([d for g in groups[granted:] for d in g], wait)
-    return sent, granted < len(groups)
+        if len(unrecorded) >= RECORD_EVERY or time.monotonic() - recorded_at >= RECORD_SECONDS:
+            record(destination, unrecorded, timing)
+            unrecorded, recorded_at = [], time.monotonic()
+    record(destination, unrecorded, timing)
+    if done < len(groups):
+        return_tokens(destination, len(groups) - done)
+        release([d for g in groups[done:] for d in g], 0)
+    return sent
 
 
 # Sweeper ---------------------------------------------------------------------------------------------

@@ -651,6 +651,51 @@ def test_tokens_taken_but_not_spent_when_the_time_box_ends_go_back_to_the_bucket
     assert take_tokens(destination, 10)[0] == 9
 
 
+def test_a_drain_keeps_the_vendor_and_its_connection_until_the_destination_changes(db, source, receiver, monkeypatch):
+    destination = make_destination(source, receiver.url)
+    built: list[int] = []
+    original = Destination.build_vendor
+
+    def counting(self: Destination) -> Any:
+        built.append(self.id)
+        return original(self)
+
+    monkeypatch.setattr(Destination, "build_vendor", counting)
+    engine._vendors.clear()
+    make_delivery(destination, source)
+    kick(destination.id)
+    make_delivery(destination, source)
+    kick(destination.id)
+    assert built == [destination.id]
+
+    destination.timeout = 7
+    destination.save()
+    make_delivery(destination, source)
+    kick(destination.id)
+    assert built == [destination.id, destination.id]
+    assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 3
+
+
+def test_a_drain_records_many_sends_in_few_transactions(db, source, receiver, monkeypatch):
+    destination = make_destination(source, receiver.url)
+    deliveries = [make_delivery(destination, source) for _ in range(engine.RECORD_EVERY * 2)]
+    records: list[int] = []
+    original = engine.record
+
+    def counting(destination: Destination, sent: list, timing: Timing) -> int:
+        records.append(len(sent))
+        return original(destination, sent, timing)
+
+    monkeypatch.setattr(engine, "record", counting)
+    monkeypatch.setattr(engine, "RECORD_SECONDS", 60)
+    kick(destination.id)
+
+    assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == len(deliveries)
+    assert Attempt.objects.count() == len(deliveries)
+    assert [n for n in records if n] == [engine.RECORD_EVERY, engine.RECORD_EVERY]
+    assert sorted(int(d.latency_ms is not None) for d in Delivery.objects.all()) == [1] * len(deliveries)
+
+
 # Operator actions -------------------------------------------------------------------------------------
 
 
