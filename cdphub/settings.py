@@ -170,6 +170,8 @@ DELIVERY_LEASE_MARGIN = float(os.environ.get("CDPHUB_LEASE_MARGIN_SECONDS", "30"
 DELIVERY_DRAIN_SECONDS = float(os.environ.get("CDPHUB_DRAIN_SECONDS", "5"))
 DELIVERY_QUEUE_LEASE = float(os.environ.get("CDPHUB_QUEUE_LEASE_SECONDS", "60"))
 DELIVERY_SWEEP_SECONDS = float(os.environ.get("CDPHUB_SWEEP_SECONDS", "2"))
+# A drain that ran out of work waits this long for more before handing its process back (0: never).
+DELIVERY_LINGER_SECONDS = float(os.environ.get("CDPHUB_LINGER_SECONDS", "0.5"))
 
 # Ingest keeps the source of a write key and the destinations of a source this long per process; a change
 # made elsewhere (another worker, another machine) reaches ingest within it (deliveries/ingest.py).

@@ -2,8 +2,9 @@
 
 Retries are data (Delivery.next_attempt_at, attempts); django-q2 only runs `drain` tasks. Each running drain
 holds one of its destination's concurrency slots (a Slot row), so the limit holds across all workers and
-machines; the rate limit is a token bucket row. A sweeper counts the attempts of workers that died (expired
-leases) and queues due work.
+machines; the rate limit is a token bucket row. A drain that runs out of work waits a moment for more (a steady
+stream then needs no task per event). A sweeper counts the attempts of workers that died (expired leases) and
+queues due work.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger("cdphub.engine")
 CLAIM_LIMIT = 50
 RECORD_EVERY = 25  # sends recorded in one write transaction ...
 RECORD_SECONDS = 0.2  # ... or after this long, whichever comes first
+LINGER_POLL = 0.02  # how often a drain with nothing to do looks for new work (see wait_for_work)
 DUE = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
 
 
@@ -46,6 +48,7 @@ class Timing:
     lease_margin: float
     drain_seconds: float
     queue_lease: float
+    linger: float = 0.0
 
     @classmethod
     def current(cls) -> Timing:
@@ -55,6 +58,7 @@ class Timing:
             settings.DELIVERY_LEASE_MARGIN,
             settings.DELIVERY_DRAIN_SECONDS,
             settings.DELIVERY_QUEUE_LEASE,
+            settings.DELIVERY_LINGER_SECONDS,
         )
 
 
@@ -74,28 +78,30 @@ def _free_slot_filter(now: datetime) -> Q:
 
 
 def kick(destination_id: int, *, fill: bool = False) -> int:
-    """Queue a drain for the destination if a concurrency slot is free (all free slots when `fill`)."""
+    """Queue a drain for the destination if a concurrency slot is free (all free slots when `fill`).
+
+    Every accepted request calls this: two reads when every slot is busy (the drains holding them will see the
+    new work), a conditional update and an enqueue per drain started otherwise.
+    """
     fields = ("id", "enabled", "paused", "vendor", "concurrency")
     destination = Destination.objects.filter(id=destination_id).only(*fields).first()
     if destination is None or not destination.enabled or destination.paused:
         return 0
     # Never every process of a cluster for one destination: a slow one must leave a process for the others.
-    concurrency = min(destination.limits()[2], max(1, Conf.WORKERS - 1))
+    wanted = destination.concurrency or destination.vendor_class.default_concurrency
+    concurrency = min(wanted, max(1, Conf.WORKERS - 1))
     timing = Timing.current()
     started = 0
     while True:
         now = timezone.now()
-        free = list(
-            Slot.objects.filter(
-                _free_slot_filter(now), destination_id=destination_id, number__lt=concurrency
-            ).values_list("id", flat=True)[: concurrency if fill else 1]
-        )
+        slots = list(Slot.objects.filter(destination_id=destination_id).values_list("id", "number", "lease_expires_at"))
+        free = [i for i, number, lease in slots if number < concurrency and (lease is None or lease < now)]
         if not free:
-            if Slot.objects.filter(destination_id=destination_id).count() >= concurrency:
+            if len(slots) >= concurrency:
                 return started
             _create_slots(destination_id, concurrency)
             continue
-        for slot_id in free:
+        for slot_id in free[: concurrency if fill else 1]:
             token = uuid.uuid4().hex
             taken = Slot.objects.filter(_free_slot_filter(now), id=slot_id).update(
                 token=token, lease_expires_at=now + timedelta(seconds=timing.queue_lease)
@@ -456,8 +462,27 @@ def _drain(destination: Destination, timing: Timing, stop_at: float) -> tuple[in
                 continue
             return sent, False  # the rest waits for the rate limit; the sweeper queues it when it is due
         if not claimed:
+            if wait_for_work(destination.id, min(stop_at, time.monotonic() + timing.linger)):
+                continue
             return sent, False
     return sent, True
+
+
+def wait_for_work(destination_id: int, until: float) -> bool:
+    """Stay a moment for more work while the cluster has a process to spare; True as soon as some is due.
+
+    A steady stream of events then finds a drain already running and polling: no drain task per event to queue,
+    pick up from the broker, start and acknowledge, which was most of an event's latency and database writes.
+    """
+    if Conf.SYNC:
+        return False  # the drain runs inline (tests, a web request): never wait there
+    while time.monotonic() + LINGER_POLL < until:
+        if Slot.objects.filter(lease_expires_at__gt=timezone.now()).count() >= Conf.WORKERS:
+            return False  # every process may be wanted by a drain: hand this one back
+        time.sleep(LINGER_POLL)
+        if has_due_work(destination_id):
+            return True
+    return False
 
 
 def _send_claimed(

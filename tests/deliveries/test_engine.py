@@ -445,6 +445,38 @@ def test_a_drain_stops_at_its_time_box_and_hands_back_what_it_did_not_send(db, s
     assert not Slot.objects.filter(destination=destination, lease_expires_at__isnull=False).exists()
 
 
+def test_a_drain_out_of_work_waits_a_moment_for_more_while_a_process_is_spare(db, source, receiver, monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(Conf, "WORKERS", 4)
+    destination = make_destination(source, receiver.url)
+
+    started = time.monotonic()
+    assert engine.wait_for_work(destination.id, time.monotonic() + 0.2) is False
+    assert 0.15 <= time.monotonic() - started < 1.0
+
+    make_delivery(destination, source)
+    started = time.monotonic()
+    assert engine.wait_for_work(destination.id, time.monotonic() + 5) is True
+    assert time.monotonic() - started < 1.0
+
+    # Every process may be wanted (as many drains hold slots as the cluster has processes): no waiting.
+    Delivery.objects.all().delete()
+    future = timezone.now() + timedelta(minutes=1)
+    Slot.objects.bulk_create([Slot(destination=destination, number=n, lease_expires_at=future) for n in range(4)])
+    started = time.monotonic()
+    assert engine.wait_for_work(destination.id, time.monotonic() + 5) is False
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_drain_run_inline_never_waits_for_more_work(db, source, receiver):
+    destination = make_destination(source, receiver.url)
+    started = time.monotonic()
+    assert engine.wait_for_work(destination.id, time.monotonic() + 5) is False  # sync mode: inside the caller
+    assert time.monotonic() - started < 0.1
+
+
 # Sweeper ----------------------------------------------------------------------------------------------
 
 
