@@ -448,19 +448,33 @@ _PAYLOAD_FIELD = Event._meta.get_field("payload")
 # Ingest transactions on one machine queue on a lock file next to the database instead (flock, which wakes
 # the next process as soon as the previous one commits), one thread of a process at a time (flock is held
 # per process). Other writers (the delivery worker, the admin) still meet them in SQLite's busy handler.
+#
+# Checkpoints (copying the write-ahead log back into the database file) run after the turn: SQLite's own run
+# inside the commit that crosses 1,000 pages of log, so within the turn, and a batch of 100 events writes
+# ~400 pages. A connection that ingests switches them off and this process checkpoints once its ingest
+# transactions wrote CHECKPOINT_EVERY_ROWS rows (other connections keep SQLite's automatic checkpoints).
+
+CHECKPOINT_EVERY_ROWS = 250
 
 
 class _WriteTurn:
     def __init__(self) -> None:
         self._thread_lock = threading.Lock()
         self._files: dict[tuple[int, str], int] = {}  # (process id, lock file) -> descriptor
+        self._checkpoint_lock = threading.Lock()
+        self._rows = 0  # written by this process since its last checkpoint (roughly: threads add unlocked)
 
     @contextmanager
-    def __call__(self, conn: BaseDatabaseWrapper) -> Iterator[None]:
+    def __call__(self, conn: BaseDatabaseWrapper, rows: int = 1) -> Iterator[None]:
         # Inside a caller's transaction the order of the two locks could not be kept: no turn there.
         if conn.vendor != "sqlite" or conn.in_atomic_block or conn.is_in_memory_db():
             yield
             return
+        conn.ensure_connection()
+        if getattr(conn, "_ingest_checkpoints", None) is not conn.connection:
+            with conn.cursor() as cursor:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+            conn._ingest_checkpoints = conn.connection  # this connection, not a later reconnection
         with self._thread_lock:
             fd = self._file(f"{conn.settings_dict['NAME']}-ingest.lock")
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -468,6 +482,15 @@ class _WriteTurn:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        self._rows += rows
+        if self._rows >= CHECKPOINT_EVERY_ROWS and self._checkpoint_lock.acquire(blocking=False):
+            try:
+                self._rows = 0
+                with conn.cursor() as cursor:  # PASSIVE: copies what it can, waits for no reader or writer
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor.fetchall()
+            finally:
+                self._checkpoint_lock.release()
 
     def _file(self, path: str) -> int:
         key = (os.getpid(), path)  # a forked process opens its own: flock locks belong to the open file
@@ -559,7 +582,8 @@ def store(
         if not fresh and not rejected_rows:
             break
         try:
-            with write_turn(conn), transaction.atomic():
+            rows = len(fresh) * (1 + len(destinations)) + len(rejected_rows)
+            with write_turn(conn, rows), transaction.atomic():
                 if attempt:
                     stored = _stored_message_ids(source, fresh)
                     fresh = [m for m in fresh if m not in stored]

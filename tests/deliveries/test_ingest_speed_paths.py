@@ -378,3 +378,22 @@ def test_no_turn_is_taken_inside_a_callers_transaction(source):
         with ingest.write_turn(connection):
             pass
     assert time.monotonic() - started < 0.1
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite only: PostgreSQL has no single writer")
+@pytest.mark.django_db(transaction=True)
+def test_an_ingesting_connection_checkpoints_after_its_turn_not_inside_the_commit(client, source, monkeypatch):
+    monkeypatch.setattr(ingest, "CHECKPOINT_EVERY_ROWS", 3)
+    monkeypatch.setattr(ingest.write_turn, "_rows", 0)
+
+    with CaptureQueriesContext(connection) as captured:
+        post(client, "track", track("m1"))
+        post(client, "batch", {"batch": [track("m2"), track("m3")]})
+
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert sql.count("PRAGMA wal_checkpoint(PASSIVE)") == 1
+    assert sql.index("PRAGMA wal_checkpoint(PASSIVE)") > max(i for i, q in enumerate(sql) if q == "COMMIT")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        assert cursor.fetchone() == (0,)
+    assert Event.objects.count() == 3
