@@ -183,12 +183,14 @@ class Receiver:
             self._requests.append(received)
             self._arrived.notify_all()
 
-    def _answered(self, received: Received, status: int) -> None:
+    def _answered(self, received: Received, status: int, taken_back: bool = False) -> None:
         with self._lock:
-            received.status = status
-            received.answered_at = time.time()
+            received.status = None if taken_back else status
+            received.answered_at = None if taken_back else time.time()
             if 200 <= status < 300:
-                self._successes.update(received.message_ids())
+                (self._successes.subtract if taken_back else self._successes.update)(received.message_ids())
+                if taken_back:
+                    self._successes += Counter()  # drop the ids that went back to zero
 
     @property
     def requests(self) -> list[Received]:
@@ -238,6 +240,9 @@ class _Handler(BaseHTTPRequestHandler):
         if delay and self.receiver._closing.wait(delay):
             return  # went down while waiting: drop the connection without an answer
         payload = json.dumps(answer).encode() if answer is not None else b""
+        # Counted before the answer goes out, so a client that has read it always finds it counted; taken
+        # back when the answer cannot be written.
+        self.receiver._answered(received, status)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -248,7 +253,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
             self.wfile.flush()
         except OSError:
-            return  # the client went away: not an answer
-        self.receiver._answered(received, status)
+            self.receiver._answered(received, status, taken_back=True)  # the client went away: not an answer
 
     do_POST = do_PUT = do_GET = _handle
