@@ -293,12 +293,7 @@ def retry(delivery_ids: Iterable[int]) -> int:
     count = 0
     with transaction.atomic():  # the engine's kicks run on commit, once every row is due
         for start in range(0, len(ids), RETRY_CHUNK):
-            chunk = ids[start : start + RETRY_CHUNK]
-            # retry_now takes failed and retrying ones; pending ones only need to be due now.
-            count += Delivery.objects.filter(id__in=chunk, status=Delivery.Status.PENDING).update(
-                next_attempt_at=timezone.now()
-            )
-            count += retry_now(chunk)
+            count += retry_now(ids[start : start + RETRY_CHUNK])
     return count
 
 

@@ -571,11 +571,16 @@ def expire_leases(now: datetime, timing: Timing) -> int:
 
 
 def retry_now(delivery_ids: list[int]) -> int:
-    """Put failed or retrying deliveries back in the queue at once (admin action); returns how many."""
+    """Send failed, retrying and pending deliveries at once (admin action); returns how many.
+
+    Failed ones come back as retrying (one more try; past their retry deadline a retryable error fails them
+    again), pending ones only become due now. Delivered, filtered and in-flight ones are left alone.
+    """
     now = timezone.now()
     count = Delivery.objects.filter(
         id__in=delivery_ids, status__in=[Delivery.Status.FAILED, Delivery.Status.RETRYING]
     ).update(status=Delivery.Status.RETRYING, next_attempt_at=now)
+    count += Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.PENDING).update(next_attempt_at=now)
     destinations = set(Delivery.objects.filter(id__in=delivery_ids).values_list("destination_id", flat=True))
     transaction.on_commit(lambda: [kick(d, fill=True) for d in destinations])
     return count
