@@ -364,6 +364,7 @@ class _Insert:
         self.table = model._meta.db_table
         self.varying = [by_name[name] for name in varying]
         self.constant = [f for f in fields if f.attname not in varying]
+        self._sql: dict[str, tuple[str, str]] = {}  # database vendor -> "INSERT ... VALUES ", "(%s, ...)"
 
     def constants(self, conn: BaseDatabaseWrapper, now: datetime) -> tuple[Any, ...]:
         return tuple(
@@ -371,13 +372,13 @@ class _Insert:
         )
 
     def sql(self, conn: BaseDatabaseWrapper, count: int, returning: str) -> str:
-        quote = conn.ops.quote_name
-        columns = ", ".join(quote(f.column) for f in self.varying + self.constant)
-        row = "(" + ", ".join(["%s"] * (len(self.varying) + len(self.constant))) + ")"
-        values = ", ".join([row] * count)
-        return f"INSERT INTO {quote(self.table)} ({columns}) VALUES {values}" + (
-            f" RETURNING {returning}" if returning else ""
-        )
+        if conn.vendor not in self._sql:
+            quote = conn.ops.quote_name
+            columns = ", ".join(quote(f.column) for f in self.varying + self.constant)
+            row = "(" + ", ".join(["%s"] * (len(self.varying) + len(self.constant))) + ")"
+            self._sql[conn.vendor] = (f"INSERT INTO {quote(self.table)} ({columns}) VALUES ", row)
+        start, row = self._sql[conn.vendor]
+        return start + ", ".join([row] * count) + (f" RETURNING {returning}" if returning else "")
 
     def run(self, rows: list[tuple[Any, ...]], constants: tuple[Any, ...], returning: str = "") -> list[tuple]:
         """Insert `rows` (values of the varying fields, ready for the database); the RETURNING rows."""
@@ -451,10 +452,19 @@ _PAYLOAD_FIELD = Event._meta.get_field("payload")
 #
 # Checkpoints (copying the write-ahead log back into the database file) run after the turn: SQLite's own run
 # inside the commit that crosses 1,000 pages of log, so within the turn, and a batch of 100 events writes
-# ~400 pages. A connection that ingests switches them off and this process checkpoints once its ingest
-# transactions wrote CHECKPOINT_EVERY_ROWS rows (other connections keep SQLite's automatic checkpoints).
+# ~400 pages (each random index, messageId and userId, changes a page per event). A connection that ingests
+# switches them off and this process checkpoints once its ingest transactions wrote about CHECKPOINT_PAGES
+# pages of log (other connections keep SQLite's automatic checkpoints). Ten times SQLite's default: index
+# pages changed again and again are copied once, which halved the checkpoint work per event (the log then
+# grows to ~40 MB between checkpoints; journal_size_limit trims it back to 64 MB at most).
 
-CHECKPOINT_EVERY_ROWS = 250
+CHECKPOINT_PAGES = 10_000
+
+
+def _log_pages(rows: int) -> int:
+    """Pages of write-ahead log a transaction writing this many rows adds, roughly (measured: 12 for one
+    event, ~410 for 100)."""
+    return 8 + 4 * rows
 
 
 class _WriteTurn:
@@ -462,7 +472,7 @@ class _WriteTurn:
         self._thread_lock = threading.Lock()
         self._files: dict[tuple[int, str], int] = {}  # (process id, lock file) -> descriptor
         self._checkpoint_lock = threading.Lock()
-        self._rows = 0  # written by this process since its last checkpoint (roughly: threads add unlocked)
+        self._pages = 0  # of log written by this process since its last checkpoint (roughly: added unlocked)
 
     @contextmanager
     def __call__(self, conn: BaseDatabaseWrapper, rows: int = 1) -> Iterator[None]:
@@ -482,10 +492,10 @@ class _WriteTurn:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-        self._rows += rows
-        if self._rows >= CHECKPOINT_EVERY_ROWS and self._checkpoint_lock.acquire(blocking=False):
+        self._pages += _log_pages(rows)
+        if self._pages >= CHECKPOINT_PAGES and self._checkpoint_lock.acquire(blocking=False):
             try:
-                self._rows = 0
+                self._pages = 0
                 with conn.cursor() as cursor:  # PASSIVE: copies what it can, waits for no reader or writer
                     cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
                     cursor.fetchall()

@@ -383,8 +383,8 @@ def test_no_turn_is_taken_inside_a_callers_transaction(source):
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite only: PostgreSQL has no single writer")
 @pytest.mark.django_db(transaction=True)
 def test_an_ingesting_connection_checkpoints_after_its_turn_not_inside_the_commit(client, source, monkeypatch):
-    monkeypatch.setattr(ingest, "CHECKPOINT_EVERY_ROWS", 3)
-    monkeypatch.setattr(ingest.write_turn, "_rows", 0)
+    monkeypatch.setattr(ingest, "CHECKPOINT_PAGES", 20)  # one event ~12 pages of log: after the second request
+    monkeypatch.setattr(ingest.write_turn, "_pages", 0)
 
     with CaptureQueriesContext(connection) as captured:
         post(client, "track", track("m1"))
