@@ -9,8 +9,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -442,13 +441,95 @@ def _json_for_db(value: Any, conn: BaseDatabaseWrapper) -> Any:
 _PAYLOAD_FIELD = Event._meta.get_field("payload")
 
 
+@dataclass
+class _Write:
+    """What one request writes, built before any lock: events (by messageId), their outbox rows, rejections."""
+
+    source: Source
+    received_at: datetime
+    events: dict[str, tuple[Any, ...]]  # messageId -> column values, in the order received
+    routes: dict[str, list[tuple[Any, ...]]]  # messageId -> its outbox rows, without the event id
+    rejected_rows: list[tuple[Any, ...]]
+    fresh: list[str]  # the messageIds to insert (not stored yet, as far as is known)
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)  # the outbox rows written
+    done: bool = False
+    error: BaseException | None = None
+
+    def rows(self) -> int:
+        return sum(1 + len(self.routes[m]) for m in self.fresh) + len(self.rejected_rows)
+
+
+def _insert(conn: BaseDatabaseWrapper, write: _Write) -> None:
+    """The INSERT statements of one request, inside the caller's transaction."""
+    if write.fresh:
+        rows = [write.events[m] for m in write.fresh]
+        constants = EVENTS.constants(conn, write.received_at)
+        if any(write.routes[m] for m in write.fresh):
+            quote = conn.ops.quote_name
+            returning = f"{quote(Event._meta.pk.column)}, {quote('message_id')}"
+            ids = {m: pk for pk, m in EVENTS.run(rows, constants, returning)}
+            write.outbox = [(ids[m], *values) for m in write.fresh for values in write.routes[m]]
+            DELIVERIES.run(write.outbox, DELIVERIES.constants(conn, write.received_at))
+        else:
+            EVENTS.run(rows, constants)
+    if write.rejected_rows:
+        EVENTS.run(write.rejected_rows, EVENTS.constants(conn, write.received_at))
+
+
+def _write_alone(conn: BaseDatabaseWrapper, write: _Write, check_first: bool = False) -> None:
+    """One request in its own transaction; a messageId stored meanwhile fails the insert, and the second pass
+    asks which are stored, inside the transaction, and skips them."""
+    for attempt in (0, 1):
+        try:
+            with transaction.atomic():
+                if attempt or check_first:
+                    stored = _stored_message_ids(write.source, write.fresh)
+                    write.fresh = [m for m in write.fresh if m not in stored]
+                _insert(conn, write)
+            return
+        except IntegrityError:
+            if attempt:
+                forget()  # e.g. a source or destination deleted by another process: read them afresh
+                raise
+
+
+def _write_together(conn: BaseDatabaseWrapper, group: list[_Write]) -> None:
+    """Several requests of this process in one transaction (one commit, one turn at the lock); if any insert
+    fails on a messageId, each request again in its own transaction, asking first."""
+    seen: set[tuple[int, str]] = set()
+    for write in group:  # a messageId two requests of the group both bring is the later one's duplicate
+        keys = [(write.source.pk, m) for m in write.fresh]
+        write.fresh = [m for m, key in zip(write.fresh, keys, strict=True) if key not in seen]
+        seen.update(keys)
+    try:
+        try:
+            with transaction.atomic():
+                for write in group:
+                    _insert(conn, write)
+        except IntegrityError:
+            for write in group:
+                write.outbox = []
+                try:
+                    _write_alone(conn, write, check_first=True)
+                except Exception as exc:
+                    write.error = exc
+    except Exception as exc:
+        for write in group:
+            write.error = exc
+    finally:
+        for write in group:
+            write.done = True
+
+
 # Taking turns at SQLite's write lock ----------------------------------------------------------------------
 #
 # SQLite lets one transaction write at a time. A connection that finds the lock taken sleeps in SQLite's busy
 # handler (1, 2, 5, 10 ... up to 100 ms between tries), so the lock often sits free while every waiter sleeps.
 # Ingest transactions on one machine queue on a lock file next to the database instead (flock, which wakes
 # the next process as soon as the previous one commits), one thread of a process at a time (flock is held
-# per process). Other writers (the delivery worker, the admin) still meet them in SQLite's busy handler.
+# per process). The thread whose turn it is writes, in one transaction, what every thread of its process
+# that queued meanwhile brought (group commit); those threads find their writes done when their turn comes.
+# Other writers (the delivery worker, the admin) still meet ingest in SQLite's busy handler.
 #
 # Checkpoints (copying the write-ahead log back into the database file) run after the turn: SQLite's own run
 # inside the commit that crosses 1,000 pages of log, so within the turn, and a batch of 100 events writes
@@ -470,29 +551,38 @@ def _log_pages(rows: int) -> int:
 class _WriteTurn:
     def __init__(self) -> None:
         self._thread_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queued: list[_Write] = []
         self._files: dict[tuple[int, str], int] = {}  # (process id, lock file) -> descriptor
         self._checkpoint_lock = threading.Lock()
         self._pages = 0  # of log written by this process since its last checkpoint (roughly: added unlocked)
 
-    @contextmanager
-    def __call__(self, conn: BaseDatabaseWrapper, rows: int = 1) -> Iterator[None]:
-        # Inside a caller's transaction the order of the two locks could not be kept: no turn there.
+    def write(self, conn: BaseDatabaseWrapper, write: _Write) -> None:
+        # Inside a caller's transaction the order of the locks could not be kept: no turn there.
         if conn.vendor != "sqlite" or conn.in_atomic_block or conn.is_in_memory_db():
-            yield
+            _write_alone(conn, write)
             return
         conn.ensure_connection()
         if getattr(conn, "_ingest_checkpoints", None) is not conn.connection:
             with conn.cursor() as cursor:
                 cursor.execute("PRAGMA wal_autocheckpoint=0")
             conn._ingest_checkpoints = conn.connection  # this connection, not a later reconnection
+        with self._queue_lock:
+            self._queued.append(write)
+        group: list[_Write] = []
         with self._thread_lock:
-            fd = self._file(f"{conn.settings_dict['NAME']}-ingest.lock")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        self._pages += _log_pages(rows)
+            if not write.done:  # nobody took it along: this thread's turn, for everything queued so far
+                fd = self._file(f"{conn.settings_dict['NAME']}-ingest.lock")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    with self._queue_lock:
+                        group, self._queued = self._queued, []
+                    _write_together(conn, group)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        if write.error is not None:
+            raise write.error
+        self._pages += sum(_log_pages(w.rows()) for w in group)
         if self._pages >= CHECKPOINT_PAGES and self._checkpoint_lock.acquire(blocking=False):
             try:
                 self._pages = 0
@@ -546,8 +636,8 @@ def store(
     times: dict[datetime, Any] = {received_at: when}  # values for the database, each distinct time once
     accepted = Event.Status.ACCEPTED
 
-    events: dict[str, tuple[Any, ...]] = {}  # messageId -> column values, in the order received
-    routes: dict[str, list[tuple[Any, ...]]] = {}  # messageId -> its outbox rows, without the event id
+    events: dict[str, tuple[Any, ...]] = {}
+    routes: dict[str, list[tuple[Any, ...]]] = {}
     destinations = destinations_of(source) if payloads else []
     for payload in payloads:
         message_id = payload["messageId"]
@@ -580,42 +670,19 @@ def store(
         rejected_rows.append((*values, _json_for_db(raw, conn), when, when, Event.Status.REJECTED, reason))
 
     # A batch asks which of its messageIds are stored already, before taking the write lock; a single new
-    # event is inserted straight away and a duplicate shows as an IntegrityError. Either way a request that
-    # stored the same messageId meanwhile makes the insert fail, and the second pass asks inside the lock.
+    # event is inserted straight away and a duplicate shows as an IntegrityError (then it is asked, inside
+    # the lock, as is everything a request that stored the same messageId meanwhile made fail).
     fresh = list(events)
     if len(fresh) > 1:
         stored = _stored_message_ids(source, fresh)
         fresh = [m for m in fresh if m not in stored]
-    returning = f"{ops.quote_name(Event._meta.pk.column)}, {ops.quote_name('message_id')}"
-    outbox: list[tuple[Any, ...]] = []
-    for attempt in (0, 1):
-        if not fresh and not rejected_rows:
-            break
-        try:
-            rows = len(fresh) * (1 + len(destinations)) + len(rejected_rows)
-            with write_turn(conn, rows), transaction.atomic():
-                if attempt:
-                    stored = _stored_message_ids(source, fresh)
-                    fresh = [m for m in fresh if m not in stored]
-                if fresh:
-                    constants = EVENTS.constants(conn, received_at)
-                    if destinations:
-                        ids = {m: pk for pk, m in EVENTS.run([events[m] for m in fresh], constants, returning)}
-                        outbox = [(ids[m], *values) for m in fresh for values in routes[m]]
-                        DELIVERIES.run(outbox, DELIVERIES.constants(conn, received_at))
-                    else:
-                        EVENTS.run([events[m] for m in fresh], constants)
-                if rejected_rows:
-                    EVENTS.run(rejected_rows, EVENTS.constants(conn, received_at))
-            break
-        except IntegrityError:
-            if attempt:
-                forget()  # e.g. a source or destination deleted by another process: read them afresh
-                raise
-    result.accepted = fresh
-    result.duplicates += len(events) - len(fresh)
+    write = _Write(source, received_at, events, routes, rejected_rows, fresh)
+    if fresh or rejected_rows:
+        write_turn.write(conn, write)
+    result.accepted = write.fresh
+    result.duplicates += len(events) - len(write.fresh)
     # Committed: wake a worker for each destination with new work.
-    for destination_id in {row[1] for row in outbox if row[2] == Delivery.Status.PENDING}:
+    for destination_id in {row[1] for row in write.outbox if row[2] == Delivery.Status.PENDING}:
         try:
             kick(destination_id)
         except Exception:  # the events are stored; the sweeper queues them within seconds

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -350,34 +350,101 @@ def test_ingest_transactions_wait_for_another_process_holding_the_turn(client, s
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite only: PostgreSQL has no single writer")
 @pytest.mark.django_db(transaction=True)
-def test_threads_of_a_process_take_the_turn_one_at_a_time(source):
+def test_threads_of_a_process_write_one_group_at_a_time_and_each_request_is_answered(source, monkeypatch):
+    real = ingest._write_together
     inside: list[int] = []
     overlaps: list[int] = []
+    groups: list[int] = []
 
-    def hold(n: int) -> None:
-        with ingest.write_turn(connection):
-            inside.append(n)
-            overlaps.append(len(inside))
-            time.sleep(0.05)
-            inside.remove(n)
+    def slow_write_together(conn, group):
+        inside.append(1)
+        overlaps.append(len(inside))
+        groups.append(len(group))
+        time.sleep(0.05)  # the others queue meanwhile
+        real(conn, group)
+        inside.pop()
+
+    monkeypatch.setattr(ingest, "_write_together", slow_write_together)
+    results: dict[int, ingest.IngestResult] = {}
+
+    def request(n: int) -> None:
+        received_at = timezone.now()
+        results[n] = ingest.store(source, [normalise(track(f"m{n}"), "track", received_at)], [], received_at)
         connection.close()
 
-    threads = [threading.Thread(target=hold, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
 
-    assert overlaps == [1, 1, 1, 1]
+    assert set(overlaps) == {1}
+    assert sum(groups) == 6
+    assert len(groups) < 6  # requests that queued behind a turn were written together
+    assert {n: r.accepted for n, r in results.items()} == {n: [f"m{n}"] for n in range(6)}
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == [f"m{n}" for n in range(6)]
+
+
+def writes_of(source: Source, *bodies: list[dict[str, Any]], monkeypatch) -> list[ingest._Write]:
+    """What store() would hand to the write turn for each body (a list of events), without writing it."""
+    captured: list[ingest._Write] = []
+    monkeypatch.setattr(ingest.write_turn, "write", lambda conn, write: captured.append(write))
+    for items in bodies:
+        received_at = timezone.now()
+        ingest.store(source, [normalise(item, item["type"], received_at) for item in items], [], received_at)
+    monkeypatch.undo()
+    return captured
+
+
+def test_a_messageid_two_requests_of_a_group_bring_is_stored_once(source, monkeypatch):
+    make_destination(source)
+    first, second = writes_of(source, [track("m1"), track("m2")], [track("m2"), track("m3")], monkeypatch=monkeypatch)
+
+    ingest._write_together(connection, [first, second])
+
+    assert (first.done, first.error, first.fresh) == (True, None, ["m1", "m2"])
+    assert (second.done, second.error, second.fresh) == (True, None, ["m3"])
+    assert outbox() == [("m1", "hook", "pending"), ("m2", "hook", "pending"), ("m3", "hook", "pending")]
+
+
+def test_a_group_with_a_stored_messageid_is_written_request_by_request(client, source, monkeypatch):
+    make_destination(source)
+    post(client, "track", track("m1"))
+    first, second, third = writes_of(
+        source, [track("m0")], [track("m1")], [track("m2"), track("m3")], monkeypatch=monkeypatch
+    )
+
+    ingest._write_together(connection, [first, second, third])
+
+    assert [(w.done, w.error, w.fresh) for w in (first, second, third)] == [
+        (True, None, ["m0"]),
+        (True, None, []),
+        (True, None, ["m2", "m3"]),
+    ]
+    assert [m for m, _, _ in outbox()] == ["m1", "m0", "m2", "m3"]
+    assert [len(w.outbox) for w in (first, second, third)] == [1, 0, 2]
+
+
+def test_every_request_of_a_group_gets_the_error_that_stopped_it(source, monkeypatch):
+    first, second = writes_of(source, [track("m1")], [track("m2")], monkeypatch=monkeypatch)
+
+    def broken(conn, write):
+        raise OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ingest, "_insert", broken)
+    ingest._write_together(connection, [first, second])
+
+    assert [(w.done, type(w.error)) for w in (first, second)] == [(True, OperationalError), (True, OperationalError)]
 
 
 def test_no_turn_is_taken_inside_a_callers_transaction(source):
     # pytest-django runs this test inside a transaction: a turn held elsewhere must not block it.
+    received_at = timezone.now()
     with ingest.write_turn._thread_lock:
         started = time.monotonic()
-        with ingest.write_turn(connection):
-            pass
-    assert time.monotonic() - started < 0.1
+        result = ingest.store(source, [normalise(track("m1"), "track", received_at)], [], received_at)
+    assert time.monotonic() - started < 1
+    assert result.accepted == ["m1"]
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite only: PostgreSQL has no single writer")
