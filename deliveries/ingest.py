@@ -461,6 +461,7 @@ class _Write:
 
 def _insert(conn: BaseDatabaseWrapper, write: _Write) -> None:
     """The INSERT statements of one request, inside the caller's transaction."""
+    write.outbox = []
     if write.fresh:
         rows = [write.events[m] for m in write.fresh]
         constants = EVENTS.constants(conn, write.received_at)
@@ -508,7 +509,6 @@ def _write_together(conn: BaseDatabaseWrapper, group: list[_Write]) -> None:
                     _insert(conn, write)
         except IntegrityError:
             for write in group:
-                write.outbox = []
                 try:
                     _write_alone(conn, write, check_first=True)
                 except Exception as exc:
