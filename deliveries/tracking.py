@@ -63,13 +63,13 @@ def with_cors(view: Callable[[HttpRequest, str], HttpResponse]) -> Callable[...,
         if request.method == "OPTIONS":
             response = HttpResponse(status=204)
             response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-            response["Access-Control-Allow-Headers"] = request.headers.get(
-                "Access-Control-Request-Headers", "Content-Type, Authorization, Content-Encoding"
+            response["Access-Control-Allow-Headers"] = request.META.get(
+                "HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "Content-Type, Authorization, Content-Encoding"
             )
             response["Access-Control-Max-Age"] = "86400"
         else:
             response = view(request, endpoint)
-        origin = request.headers.get("Origin")
+        origin = request.META.get("HTTP_ORIGIN")
         response["Access-Control-Allow-Origin"] = origin or "*"
         if origin:
             response["Vary"] = "Origin"
@@ -80,7 +80,7 @@ def with_cors(view: Callable[[HttpRequest, str], HttpResponse]) -> Callable[...,
 
 def write_key_from_header(request: HttpRequest) -> str | None:
     """Read the write key from HTTP Basic auth, with or without the trailing colon."""
-    header = request.headers.get("Authorization", "")
+    header = request.META.get("HTTP_AUTHORIZATION", "")  # META: request.headers copies every header first
     if not header:
         return None
     scheme, _, value = header.partition(" ")
@@ -113,7 +113,7 @@ def read_body(request: HttpRequest, limit: int) -> bytes:
     media_type = request.content_type.lower() if request.content_type else ""
     if media_type not in JSON_TYPES:
         raise RequestError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    encoding = request.META.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
     if encoding not in ("identity", "gzip", ""):
         raise RequestError(415, "unsupported_encoding", "Content-Encoding must be gzip or absent.")
     try:
