@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import threading
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -464,3 +465,28 @@ def test_an_ingesting_connection_checkpoints_after_its_turn_not_inside_the_commi
         cursor.execute("PRAGMA wal_autocheckpoint")
         assert cursor.fetchone() == (0,)
     assert Event.objects.count() == 3
+
+
+# messageIds the hub assigns --------------------------------------------------------------------------------
+
+
+def test_assigned_message_ids_are_uuid7_rising_with_time(client, source, monkeypatch):
+    clock = [1_750_000_000_000_000_000]
+    monkeypatch.setattr(ingest.time, "time_ns", lambda: clock[0])
+    first = ingest.new_message_id()
+    clock[0] += 1_000_000  # a millisecond later
+    later = [ingest.new_message_id() for _ in range(50)]
+
+    assert all(uuid.UUID(m).version == 7 and uuid.UUID(m).variant == uuid.RFC_4122 for m in [first, *later])
+    assert int(first.replace("-", "")[:12], 16) == 1_750_000_000_000
+    assert all(m > first for m in later)
+    assert len(set(later)) == 50
+
+
+def test_an_event_without_a_message_id_gets_one_the_response_does_not_change(client, source):
+    response = post(client, "track", {"type": "track", "userId": "u1", "event": "Signed Up"})
+
+    [event] = Event.objects.all()
+    assert response.json() == {"success": True}
+    assert uuid.UUID(event.message_id).version == 7
+    assert event.payload["messageId"] == event.message_id

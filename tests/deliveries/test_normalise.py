@@ -374,7 +374,7 @@ def test_it_generates_a_uuid_message_id_when_the_client_sends_none(client, sourc
     post(client, "track", {"userId": "u1", "event": "E", **given})
 
     [row] = accepted()
-    assert uuid.UUID(row.payload["messageId"]).version == 4
+    assert uuid.UUID(row.payload["messageId"]).version == 7  # time-ordered: see ingest.new_message_id
     assert row.message_id == row.payload["messageId"]
 
 
