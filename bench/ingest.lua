@@ -6,10 +6,11 @@
 --   BODY_FILE           the JSON body to POST (ignored for floor; "-" for none)
 --   EVENTS_PER_REQUEST  events in one body (1 for single, 100 for batch)
 --   AUTH                the Authorization header value ("Basic d2tfYmVuY2g6")
---   UNIQUE_IDS          "1": replace every @MID@ in the body with a unique messageId per request
---                       (costs client CPU); otherwise the body is sent as is (no messageId: the hub
---                       assigns one, so nothing dedupes) from one pre-formatted request.
---   RUN_TAG             makes the generated messageIds unique across runs and phases.
+--   UNIQUE_IDS          "1": replace every @MID@ in the body with a new random messageId shaped like the
+--                       uuid4 the Segment and RudderStack SDKs send (costs client CPU); otherwise the body
+--                       is sent as is (no messageId: the hub assigns one, so nothing dedupes) from one
+--                       pre-formatted request.
+--   RUN_TAG             seeds the random messageIds differently for every run and phase.
 --
 -- Every thread counts what it sent, the HTTP statuses and the events the hub said it accepted;
 -- done() prints one line "BENCH_RESULT {json}" that bench/ingest.py parses.
@@ -44,7 +45,22 @@ function init(args)
    if not unique then
       prepared = wrk.format("POST", path, nil, template)
    end
-   prefix = string.format("b%s-%d-", args[6] or "x", tid)
+   math.randomseed((tonumber(args[6] or "0", 16) or 0) % 1000003 * 1000 + tid)
+end
+
+local function hex(digits)
+   local parts = {}
+   for _ = 1, digits, 4 do
+      table.insert(parts, string.format("%04x", math.random(0, 65535)))
+   end
+   return table.concat(parts):sub(1, digits)
+end
+
+-- Random, so the hub's messageId indexes see keys in no order, as with real SDKs; the thread and a counter
+-- in the last group keep them unique within a run.
+local function message_id()
+   seq = seq + 1
+   return string.format("%s-%s-4%s-a%s-%02x%010x", hex(8), hex(4), hex(3), hex(3), tid % 256, seq)
 end
 
 function request()
@@ -52,12 +68,7 @@ function request()
    if prepared then
       return prepared
    end
-   seq = seq + 1
-   local k = 0
-   local body = template:gsub("@MID@", function()
-      k = k + 1
-      return prefix .. seq .. "-" .. k
-   end)
+   local body = template:gsub("@MID@", message_id)
    return wrk.format("POST", path, nil, body)
 end
 
