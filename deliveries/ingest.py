@@ -377,7 +377,10 @@ class _Insert:
 
     def constants(self, conn: BaseDatabaseWrapper, now: datetime) -> tuple[Any, ...]:
         return tuple(
-            f.get_db_prep_save(now if getattr(f, "auto_now", False) else f.get_default(), conn) for f in self.constant
+            f.get_db_prep_save(
+                now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default(), conn
+            )
+            for f in self.constant
         )
 
     def sql(self, conn: BaseDatabaseWrapper, count: int, returning: str) -> str:
