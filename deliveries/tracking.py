@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -21,6 +22,7 @@ from deliveries.ingest import (
     MAX_EVENT_BYTES,
     EventError,
     Rejection,
+    forget,
     normalise,
     rejection_for,
     source_for_write_key,
@@ -184,6 +186,12 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def _ingest(source: Source, data: dict[str, Any], endpoint: str, received_at: datetime, ip: str | None) -> HttpResponse:
+    if endpoint in BATCH_ENDPOINTS:
+        return _ingest_batch(source, data, received_at, ip)
+    return _ingest_one(source, data, endpoint, received_at, ip)
+
+
 @with_cors
 def tracking_view(request: HttpRequest, endpoint: str) -> HttpResponse:
     if request.method != "POST":
@@ -206,9 +214,13 @@ def tracking_view(request: HttpRequest, endpoint: str) -> HttpResponse:
             raise
         if source is None:
             source = find_source(data.get("writeKey"))
-        if endpoint in BATCH_ENDPOINTS:
-            return _ingest_batch(source, data, received_at, client_ip(request))
-        return _ingest_one(source, data, endpoint, received_at, client_ip(request))
+        try:
+            return _ingest(source, data, endpoint, received_at, client_ip(request))
+        except IntegrityError:
+            # The source or one of its destinations was deleted by another process while this one still
+            # remembered it (look-ups are kept a few seconds): look again, once. A deleted source is a 401.
+            forget()
+            return _ingest(find_source(source.write_key), data, endpoint, received_at, client_ip(request))
     except RequestError as exc:
         return error_response(exc)
 
