@@ -4,7 +4,6 @@ pausing destinations from deliveries, and the deliveries on an event's page."""
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,8 @@ from django.utils import timezone
 from deliveries.engine import kick
 from deliveries.models import Attempt, Delivery, Event
 from integrations.models import Destination, Source
+from tests import factories
+from tests.factories import cell, make_delivery
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -46,36 +47,12 @@ def make_destination(slug: str = "hook", url: str = "http://127.0.0.1:9/hook", *
 
 
 def make_event(source: Source, ago: timedelta = timedelta(minutes=5), **fields: Any) -> Event:
-    at = timezone.now() - ago
-    fields.setdefault("message_id", str(uuid.uuid4()))
     fields.setdefault("user_id", "user-1")
-    fields.setdefault("event", "Signed Up")
-    payload = {
-        "type": "track",
-        "event": fields["event"],
-        "userId": fields["user_id"],
-        "messageId": fields["message_id"],
-    }
-    return Event.objects.create(source=source, type="track", payload=payload, received_at=at, timestamp=at, **fields)
-
-
-def make_delivery(destination: Destination, event: Event, **fields: Any) -> Delivery:
-    fields.setdefault("next_attempt_at", event.received_at)
-    return Delivery.objects.create(event=event, destination=destination, created_at=event.received_at, **fields)
+    return factories.make_event(source, timezone.now() - ago, **fields)
 
 
 def change_url(delivery: Delivery) -> str:
     return reverse("admin:deliveries_delivery_change", args=[delivery.pk])
-
-
-def cell(html: str, row_of: str, column: str) -> str:
-    """The text of one changelist cell: the row that mentions `row_of`, the column's class."""
-    for row in re.findall(r"<tr>.*?</tr>", html, re.S):
-        if row_of in row:
-            match = re.search(rf'class="field-{column}[^"]*">(.*?)</t[dh]>', row, re.S)
-            assert match, f"no {column} cell in the row of {row_of}"
-            return " ".join(re.sub(r"<[^>]+>", " ", match.group(1)).split())
-    raise AssertionError(f"no row mentions {row_of}")
 
 
 def shown(response) -> list[int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +19,9 @@ from deliveries.engine import Timing, backoff, claim, kick, retry_now, sweep, ta
 from deliveries.models import Attempt, Delivery, Event, RateBucket, Slot
 from integrations.models import Destination, Source
 from integrations.vendors import Result
+from tests import factories
 from tests.conftest import basic_auth
+from tests.factories import make_event
 from tests.receiver import Receiver
 
 SIGNING_SECRET = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWZvci10ZXN0cw=="
@@ -49,27 +50,7 @@ def make_destination(source: Source, url: str, slug: str = "hook", **fields: Any
 
 def make_delivery(destination: Destination, source: Source, *, received_at=None, **fields: Any) -> Delivery:
     """An accepted event and its outbox row, written directly (no kick)."""
-    received_at = received_at or timezone.now()
-    message_id = str(uuid.uuid4())
-    payload = {
-        "type": "track",
-        "event": "Signed Up",
-        "userId": "u1",
-        "messageId": message_id,
-        "properties": {"plan": "pro"},
-    }
-    event = Event.objects.create(
-        source=source,
-        message_id=message_id,
-        type="track",
-        event="Signed Up",
-        user_id="u1",
-        payload=payload,
-        received_at=received_at,
-        timestamp=received_at,
-    )
-    fields.setdefault("next_attempt_at", received_at)
-    return Delivery.objects.create(event=event, destination=destination, created_at=received_at, **fields)
+    return factories.make_delivery(destination, make_event(source, received_at), **fields)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -16,10 +15,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from deliveries.models import Delivery, Event
+from deliveries.models import Delivery
 from integrations.crypto import CANNOT_DECRYPT
 from integrations.forms import MASK
 from integrations.models import Destination, Source
+from tests import factories
+from tests.factories import cell, make_event
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -49,31 +50,7 @@ def make_destination(slug: str = "hook", *, sources: list[Source] = (), **fields
 
 
 def make_delivery(destination: Destination, source: Source, ago: timedelta = timedelta(minutes=5), **fields: Any):
-    at = timezone.now() - ago
-    message_id = str(uuid.uuid4())
-    payload = {"type": "track", "event": "Signed Up", "userId": "u1", "messageId": message_id}
-    event = Event.objects.create(
-        source=source,
-        message_id=message_id,
-        type="track",
-        event="Signed Up",
-        user_id="u1",
-        payload=payload,
-        received_at=at,
-        timestamp=at,
-    )
-    fields.setdefault("next_attempt_at", at)
-    return Delivery.objects.create(event=event, destination=destination, created_at=at, **fields)
-
-
-def cell(html: str, row_of: str, column: str) -> str:
-    """The text of one changelist cell: the row that mentions `row_of`, the column's class."""
-    for row in re.findall(r"<tr>.*?</tr>", html, re.S):
-        if row_of in row:
-            match = re.search(rf'class="field-{column}[^"]*">(.*?)</t[dh]>', row, re.S)
-            assert match, f"no {column} cell in the row of {row_of}"
-            return " ".join(re.sub(r"<[^>]+>", " ", match.group(1)).split())
-    raise AssertionError(f"no row mentions {row_of}")
+    return factories.make_delivery(destination, make_event(source, timezone.now() - ago), **fields)
 
 
 def form_data(destination: Destination | None = None, **changes: Any) -> dict[str, Any]:
