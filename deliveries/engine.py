@@ -153,10 +153,50 @@ def take_tokens(destination: Destination, want: int) -> tuple[int, float]:
             except IntegrityError:
                 bucket = query.get()
         tokens = min(float(rate), bucket.tokens + (now - bucket.refilled_at).total_seconds() * per_second)
-        granted = min(want, int(tokens))
+        granted = max(0, min(want, int(tokens)))  # negative while a vendor has the destination on hold
         RateBucket.objects.filter(id=bucket.id).update(tokens=tokens - granted, refilled_at=now)
     wait = 0.0 if granted == want else (1 - (tokens - granted)) / per_second
     return granted, wait
+
+
+def hold(destination: Destination, seconds: float) -> None:
+    """Empty the destination's bucket for `seconds`: the vendor said to slow down (429, 606, a quota), so no
+    worker sends there until then."""
+    rate, period, _ = destination.limits()
+    now = timezone.now()
+    tokens = -seconds * rate / period
+    if not RateBucket.objects.filter(destination=destination).update(tokens=tokens, refilled_at=now):
+        try:
+            with transaction.atomic():
+                RateBucket.objects.create(destination=destination, tokens=tokens, refilled_at=now)
+        except IntegrityError:
+            RateBucket.objects.filter(destination=destination).update(tokens=tokens, refilled_at=now)
+
+
+def rate_gate(destination: Destination, stop_at: float) -> Any:
+    """What a vendor calls before each extra HTTP call (a token, a lookup): wait for a token of the rate limit,
+    or, when the wait would outlast the drain, end the batch as throttled (it waits, no attempt is spent)."""
+
+    def wait_for_token() -> None:
+        while True:
+            granted, wait = take_tokens(destination, 1)
+            if granted:
+                return
+            if time.monotonic() + wait > stop_at:
+                raise DeliveryError(
+                    f"The destination's rate limit ({describe_limit(destination)}) allows no more calls now.",
+                    code="rate_limited",
+                    throttled=True,
+                    retry_after=wait,
+                )
+            time.sleep(wait)
+
+    return wait_for_token
+
+
+def describe_limit(destination: Destination) -> str:
+    rate, period, _ = destination.limits()
+    return f"{rate} calls per {period:g} s"
 
 
 def return_tokens(destination: Destination, count: int) -> None:
@@ -312,6 +352,7 @@ def _send_group(vendor: Vendor | None, group: list[Delivery], build_error: Deliv
 RECORDED_FIELDS = (
     "status",
     "attempts",
+    "throttled",
     "next_attempt_at",
     "lease_expires_at",
     "error_code",
@@ -334,18 +375,23 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
     changes: list[tuple[Delivery, dict, Attempt]] = []
     for item in sent:
         delivery, result = item.delivery, item.result
-        attempts = delivery.attempts + 1
         outcome = result.outcome
+        throttled = outcome == "throttled"
+        # A throttled try waits without counting: backoff and the attempt count see only the others.
+        attempts = delivery.attempts + (0 if throttled else 1)
+        number = delivery.attempts + delivery.throttled + 1
         message = result.error_message
         fields: dict[str, Any] = {"attempts": attempts, "lease_expires_at": None, "updated_at": now}
-        if outcome == "retry":
-            delay = backoff(attempts, result.retry_after, timing)
+        if throttled:
+            fields["throttled"] = delivery.throttled + 1
+        if outcome in ("retry", "throttled"):
+            delay = backoff(max(attempts, 1), result.retry_after, timing)
             deadline = delivery.event.received_at + destination.retry_deadline
             if delivery.is_test:
                 outcome, message = "failed", message + " (test sends are not retried)"
-            elif now + timedelta(seconds=delay) > deadline:
+            elif now + timedelta(seconds=delay) > deadline and not result.defer:
                 outcome = "failed"
-                message += f" (gave up after {attempts} attempts: the retry deadline has passed)"
+                message += f" (gave up after {number} attempts: the retry deadline has passed)"
             else:
                 fields["next_attempt_at"] = now + timedelta(seconds=delay)
         if outcome == "delivered":
@@ -353,18 +399,19 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
             fields |= {"status": Delivery.Status.DELIVERED, "delivered_at": item.finished, "latency_ms": latency}
             fields |= {"error_code": "", "error_message": "", "hint": ""}
         else:
-            status = Delivery.Status.RETRYING if outcome == "retry" else Delivery.Status.FAILED
+            status = Delivery.Status.FAILED if outcome == "failed" else Delivery.Status.RETRYING
             fields |= {"status": status, "error_code": result.error_code, "error_message": message}
             fields["hint"] = result.hint
         attempt = Attempt(
             delivery=delivery,
-            number=attempts,
+            number=number,
             started_at=item.started,
             duration_ms=item.duration_ms,
             outcome=outcome,
             status_code=result.status_code,
             error_code=result.error_code,
             error_message=message,
+            hint=result.hint,
             exchanges=result.exchanges,
         )
         changes.append((delivery, fields, attempt))
@@ -389,9 +436,10 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
         update = {}
         if any(fields["status"] == Delivery.Status.DELIVERED for _, fields, _ in recorded):
             update["last_delivered_at"] = now
-        errors = [attempt.error_message for _, fields, attempt in recorded if fields["status"] != "delivered"]
+        errors = [attempt for _, fields, attempt in recorded if fields["status"] != "delivered"]
         if errors:
-            update.update(last_error=errors[-1][:1000], last_error_at=now)
+            last = errors[-1]
+            update.update(last_error=last.error_message[:1000], last_error_hint=last.hint, last_error_at=now)
         if update:
             Destination.objects.filter(id=destination.id).update(**update)
     return len(recorded)
@@ -450,10 +498,13 @@ def _drain(destination: Destination, timing: Timing, stop_at: float) -> tuple[in
         log.exception("could not build the vendor of destination %s", destination.id)
         vendor, build_error = None, internal_error(f"the {destination.vendor} vendor's settings", exc)
     batch_size = vendor.max_batch if vendor else 1
-    lease = timedelta(seconds=destination.timeout * 3 + timing.lease_margin)
+    if vendor is not None:
+        vendor.http.gate = rate_gate(destination, stop_at)
+    calls = vendor.calls_per_batch if vendor else 1
+    lease = timedelta(seconds=destination.timeout * (2 + calls) + timing.lease_margin)
     sent = 0
     while time.monotonic() < stop_at:
-        claimed, wait = claim_within_rate(destination, CLAIM_LIMIT, lease, batch_size)
+        claimed, wait = claim_within_rate(destination, max(CLAIM_LIMIT, batch_size), lease, batch_size)
         if claimed:
             sent += _send_claimed(destination, vendor, build_error, claimed, batch_size, lease, timing, stop_at)
         if wait:
@@ -513,9 +564,18 @@ def _send_claimed(
         if lease_until - time.monotonic() < destination.timeout + 1:
             _renew([s.delivery for s in unrecorded] + [d for g in groups[done:] for d in g], lease)
             lease_until = time.monotonic() + lease.total_seconds()
-        unrecorded += _send_group(vendor, group, build_error)
+        just_sent = _send_group(vendor, group, build_error)
+        unrecorded += just_sent
         sent += len(group)
         done += 1
+        throttled = [s.result for s in just_sent if s.result.outcome == "throttled"]
+        if throttled:
+            # The vendor said slow down: the whole destination waits, not only this group.
+            wait = max((r.retry_after for r in throttled if r.retry_after is not None), default=1.0)
+            hold(destination, wait)
+            record(destination, unrecorded, timing)
+            release([d for g in groups[done:] for d in g], wait)
+            return sent
         if len(unrecorded) >= RECORD_EVERY or time.monotonic() - recorded_at >= RECORD_SECONDS:
             record(destination, unrecorded, timing)
             unrecorded, recorded_at = [], time.monotonic()

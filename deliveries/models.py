@@ -73,7 +73,10 @@ class Delivery(models.Model):
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
     destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="deliveries")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Tries that count towards backoff")
+    throttled = models.PositiveIntegerField(
+        default=0, help_text="Tries the vendor turned away for a rate limit or quota: they wait, they are not counted"
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=100, blank=True)
@@ -105,6 +108,7 @@ class Attempt(models.Model):
     class Outcome(models.TextChoices):
         DELIVERED = "delivered"
         RETRY = "retry", "will retry"
+        THROTTLED = "throttled", "throttled (waits, not counted)"
         FAILED = "failed"
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
@@ -115,6 +119,7 @@ class Attempt(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
+    hint = models.TextField(blank=True, help_text="What to change to fix the error")
     exchanges = models.JSONField(default=list, blank=True)
 
     class Meta:

@@ -20,7 +20,8 @@ SEND = Decision(True)
 
 
 def decide(destination: Destination, event: dict[str, Any]) -> Decision:
-    """Apply, in order: enabled, the event's integrations object, the filter, consent categories."""
+    """Apply, in order: enabled, the event's integrations object, the filter, consent categories, and what the
+    vendor can take (e.g. Marketo: identify and mapped track events only)."""
     if not destination.enabled:
         return Decision(False, "destination_disabled", "The destination is disabled.")
     decision = _integrations(destination, event.get("integrations"))
@@ -28,6 +29,10 @@ def decide(destination: Destination, event: dict[str, Any]) -> Decision:
         decision = _filter(destination.filter or {}, event)
     if decision.send:
         decision = _consent(destination.consent_categories or [], event)
+    if decision.send:
+        reason = destination.vendor_class.skip_reason(destination.config or {}, event)
+        if reason:
+            decision = Decision(False, "not_for_vendor", reason)
     return decision
 
 

@@ -120,6 +120,7 @@ class Destination(models.Model):
         default=timedelta(hours=4), help_text="Stop retrying an event this long after it was received"
     )
     last_error = models.TextField(blank=True)
+    last_error_hint = models.TextField(blank=True, help_text="What to change to fix the last error")
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -180,4 +181,26 @@ class Destination(models.Model):
         )
 
     def build_vendor(self):
-        return self.vendor_class(self.config, self.credentials, self.mapping, timeout=self.timeout)
+        return self.vendor_class(
+            self.config, self.credentials, self.mapping, timeout=self.timeout, destination_id=self.id
+        )
+
+
+class AccessToken(models.Model):
+    """A vendor's OAuth access token, shared by every worker process: one token call per expiry, not per process.
+
+    `key` is a hash of what the token is for (vendor, host, client id, business unit, secret), so destinations
+    with the same credentials share it and a changed secret gets a new one. While one worker fetches a new
+    token it holds the row's lease (`lease_until`, `lease`); the others wait for the row to change.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="access_tokens", null=True)
+    value = EncryptedJSONField(help_text="The token and what came with it, stored encrypted.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="When to stop using it (refresh margin taken)")
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease = models.CharField(max_length=32, blank=True)
+
+    def __str__(self) -> str:
+        return f"access token {self.key[:12]}…"

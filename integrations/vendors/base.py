@@ -28,12 +28,17 @@ REDACTED = "[REDACTED]"
 SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
 SECRET_KEYS = re.compile(r"secret|token|password|passwd|authorization|api[_-]?key|write[_-]?key|signature", re.I)
 
-Outcome = Literal["delivered", "retry", "failed"]
+Outcome = Literal["delivered", "retry", "throttled", "failed"]
 
 
 @dataclass
 class Result:
-    """What happened to one event: the delivery task turns it into Delivery and Attempt rows."""
+    """What happened to one event: the delivery task turns it into Delivery and Attempt rows.
+
+    "throttled" means the vendor turned the call away for a rate limit, a concurrency limit or a quota: the
+    delivery waits `retry_after` seconds without counting as an attempt, and the whole destination waits with
+    it. `defer` (a daily quota) lets it wait past the retry deadline, for the quota's reset.
+    """
 
     outcome: Outcome
     status_code: int | None = None
@@ -42,6 +47,7 @@ class Result:
     hint: str = ""
     retry_after: float | None = None
     exchanges: list[dict[str, Any]] = field(default_factory=list)
+    defer: bool = False
 
     @property
     def ok(self) -> bool:
@@ -49,7 +55,8 @@ class Result:
 
 
 class DeliveryError(Exception):
-    """Raised inside a vendor to end a delivery; `retryable` decides between retry and failed."""
+    """Raised inside a vendor to end a delivery; `retryable` decides between retry and failed, `throttled`
+    (a rate limit or quota) makes it wait without counting as an attempt."""
 
     def __init__(
         self,
@@ -60,6 +67,8 @@ class DeliveryError(Exception):
         retry_after: float | None = None,
         hint: str = "",
         status_code: int | None = None,
+        throttled: bool = False,
+        defer: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -68,16 +77,23 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
         self.hint = hint
         self.status_code = status_code
+        self.throttled = throttled
+        self.defer = defer
+
+    @property
+    def outcome(self) -> Outcome:
+        return "throttled" if self.throttled else "retry" if self.retryable else "failed"
 
     def result(self, exchanges: list[dict[str, Any]]) -> Result:
         return Result(
-            "retry" if self.retryable else "failed",
+            self.outcome,
             status_code=self.status_code,
             error_code=self.code,
             error_message=self.message,
             hint=self.hint,
             retry_after=self.retry_after,
             exchanges=exchanges,
+            defer=self.defer,
         )
 
 
@@ -211,7 +227,11 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class HttpClient:
-    """One session, a timeout on every call, the private-address guard, and a redacted exchange log."""
+    """One session, a timeout on every call, the private-address guard, and a redacted exchange log.
+
+    `gate`, when the engine sets it, is called before each `extra` call (a token, a lookup: any call beyond the
+    one per batch the engine already counted) and waits for the destination's rate limit.
+    """
 
     def __init__(self, timeout: float, secrets: list[str], secret_headers: set[str] | None = None) -> None:
         self.timeout = timeout
@@ -224,13 +244,16 @@ class HttpClient:
         self.session.trust_env = False
         self._proxies: dict[str, dict[str, str]] = {}
         self.exchanges: list[dict[str, Any]] = []
+        self.gate: typing.Callable[[], None] | None = None
 
     def take_exchanges(self) -> list[dict[str, Any]]:
         taken, self.exchanges = self.exchanges, []
         return taken
 
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, url: str, *, extra: bool = False, **kwargs: Any) -> requests.Response:
         check_url(url)
+        if extra and self.gate is not None:
+            self.gate()
         started = time.monotonic()
         request = requests.Request(method, url, **kwargs)
         prepared = self.session.prepare_request(request)
@@ -341,12 +364,20 @@ class Vendor:
     credentials_class: ClassVar[type] = NoCredentials
     default_mapping: ClassVar[dict[str, Any]] = {}
     max_batch: ClassVar[int] = 1  # events one deliver() call may take
+    calls_per_batch: ClassVar[int] = 1  # HTTP calls one deliver() may make at most, token calls aside
     default_rate_limit: ClassVar[tuple[int, float]] = (50, 1.0)  # requests per seconds
     default_concurrency: ClassVar[int] = 4
 
     def __init__(
-        self, config: dict[str, Any], credentials: dict[str, Any], mapping: Any = None, *, timeout: float = 10.0
+        self,
+        config: dict[str, Any],
+        credentials: dict[str, Any],
+        mapping: Any = None,
+        *,
+        timeout: float = 10.0,
+        destination_id: int | None = None,
     ) -> None:
+        self.destination_id = destination_id  # the owner of shared state such as an OAuth token
         self.config, problems = parse_settings(self.config_class, config, "config")
         self.credentials, more = parse_settings(self.credentials_class, credentials, "credentials")
         if problems or more:
@@ -365,6 +396,11 @@ class Vendor:
             problems += check_mapping(mapping) if isinstance(mapping, dict) else ["mapping: must be an object"]
         return problems
 
+    @classmethod
+    def skip_reason(cls, config: dict[str, Any], event: dict[str, Any]) -> str:
+        """Why this vendor has nothing to do with the event (it is then filtered with this reason), or ""."""
+        return ""
+
     def secret_values(self) -> list[str]:
         return [v for v in _leaves(dataclasses.asdict(self.credentials)) if isinstance(v, str)]
 
@@ -379,16 +415,16 @@ class Vendor:
         raise NotImplementedError
 
     def classify(self, response: requests.Response) -> Result:
-        """Default HTTP classes: 2xx delivered; 408, 429 and 5xx retried; any other status failed."""
+        """Default HTTP classes: 2xx delivered; 429 throttled; 408 and 5xx retried; any other status failed."""
         status = response.status_code
         if 200 <= status < 300:
             return Result("delivered", status_code=status)
-        retryable = status in (408, 429) or status >= 500
+        retryable = status == 408 or status >= 500
         message = describe_response(response)
         if 300 <= status < 400:
             message += " (redirects are not followed: use the final URL)"
         return Result(
-            "retry" if retryable else "failed",
+            "throttled" if status == 429 else "retry" if retryable else "failed",
             status_code=status,
             error_code=f"http_{status}",
             error_message=message,

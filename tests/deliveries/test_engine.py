@@ -107,9 +107,10 @@ def test_a_5xx_is_retried_later_with_exponential_backoff(db, source, receiver, s
     assert len(receiver.requests) == 1  # not due again yet: the drain did not retry at once
 
 
-def test_a_429_retry_after_sets_the_next_attempt(db, source, receiver):
+def test_a_429_is_throttled_it_waits_retry_after_without_counting_as_an_attempt(db, source, receiver):
     destination = make_destination(source, receiver.url)
     delivery = make_delivery(destination, source)
+    other = make_delivery(destination, source)
     receiver.answer(429, {"message": "slow down"}, headers={"Retry-After": "120"})
 
     before = timezone.now()
@@ -117,8 +118,17 @@ def test_a_429_retry_after_sets_the_next_attempt(db, source, receiver):
 
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.RETRYING
-    assert delivery.error_code == "http_429"
+    assert (delivery.attempts, delivery.throttled, delivery.error_code) == (0, 1, "http_429")
     assert before + timedelta(seconds=120) <= delivery.next_attempt_at <= timezone.now() + timedelta(seconds=133)
+    attempt = delivery.attempt_log.get()
+    assert (attempt.number, attempt.outcome, attempt.status_code) == (1, Attempt.Outcome.THROTTLED, 429)
+    # The whole destination waits: the other delivery was not sent into the limit, and no token is left.
+    other.refresh_from_db()
+    assert other.attempt_log.count() == 0
+    assert other.next_attempt_at >= before + timedelta(seconds=119)
+    granted, wait = take_tokens(destination, 1)
+    assert granted == 0
+    assert wait > 110
 
 
 def test_the_retry_deadline_turns_a_retry_into_failed_with_the_reason(db, source, receiver):

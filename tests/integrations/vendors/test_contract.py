@@ -69,7 +69,7 @@ CASES: dict[str, dict[str, Any]] = {
         "status": 429,
         "json": {"message": "slow down"},
         "headers": {"Retry-After": "7"},
-        "outcome": "retry",
+        "outcome": "throttled",
         "retry_after": 7.0,
     },
     "bad_request": {"status": 400, "json": {"message": "bad field"}, "outcome": "failed", "says": "bad field"},
