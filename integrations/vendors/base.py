@@ -235,7 +235,9 @@ class HttpClient:
 
     def __init__(self, timeout: float, secrets: list[str], secret_headers: set[str] | None = None) -> None:
         self.timeout = timeout
-        self.secrets = sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True)
+        self.configured = {s for s in secrets if isinstance(s, str) and len(s) >= 4}
+        self.issued: list[str] = []
+        self.secrets = sorted(self.configured, key=len, reverse=True)
         self.secret_headers = SECRET_HEADERS | {h.lower() for h in (secret_headers or set())}
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
@@ -245,6 +247,12 @@ class HttpClient:
         self._proxies: dict[str, dict[str, str]] = {}
         self.exchanges: list[dict[str, Any]] = []
         self.gate: typing.Callable[[], None] | None = None
+
+    def add_secret(self, value: str) -> None:
+        """Redact `value` too from now on (an access token the vendor issued)."""
+        if isinstance(value, str) and len(value) >= 4 and value not in self.issued:
+            self.issued = [*self.issued, value][-16:]  # a token lives minutes: the last few are enough
+            self.secrets = sorted({*self.configured, *self.issued}, key=len, reverse=True)
 
     def take_exchanges(self) -> list[dict[str, Any]]:
         taken, self.exchanges = self.exchanges, []
