@@ -70,15 +70,33 @@ def status_badge(delivery: Delivery) -> str:
 
 
 def error_summary(delivery: Delivery | Attempt, chars: int = ERROR_CHARS) -> str:
-    """The error code and the start of the message (whole in the tooltip); a filter's reason for filtered."""
+    """The error code and the start of the message (whole in the tooltip), then how to fix it when cdphub
+    knows; a filter's reason for filtered."""
     if not delivery.error_code and not delivery.error_message:
         return "-"
     return format_html(
-        '<span class="error" title="{}"><code>{}</code> {}</span>',
+        '<span class="error" title="{}"><code>{}</code> {}</span>{}',
         delivery.error_message,
         delivery.error_code,
         Truncator(delivery.error_message).chars(chars),
+        hint_line(delivery.hint),
     )
+
+
+def attempts_text(delivery: Delivery) -> str:
+    """Tries that count, and those the vendor turned away for a rate limit or quota (they do not count)."""
+    if not delivery.throttled:
+        return str(delivery.attempts)
+    return format_html(
+        '{} <span class="throttled" title="{}">+ {} throttled</span>',
+        delivery.attempts,
+        "The vendor asked to slow down (rate limit, concurrency or quota): these tries waited and do not count.",
+        delivery.throttled,
+    )
+
+
+def hint_line(hint: str) -> str:
+    return format_html('<div class="hint"><b>How to fix:</b> {}</div>', hint) if hint else ""
 
 
 def duration(ms: float | None) -> str:
@@ -162,7 +180,7 @@ class DeliveryInline(ReadOnlyInline):
     """The event's deliveries, filtered ones with their reason."""
 
     model = Delivery
-    fields = ["destination_", "status_", "attempts", "error_", "delivered_at_", "details"]
+    fields = ["destination_", "status_", "attempts_", "error_", "delivered_at_", "details"]
     readonly_fields = fields
     extra = 0
     verbose_name_plural = "Deliveries"
@@ -177,6 +195,10 @@ class DeliveryInline(ReadOnlyInline):
     @admin.display(description="Status")
     def status_(self, delivery: Delivery) -> str:
         return status_badge(delivery)
+
+    @admin.display(description="Attempts")
+    def attempts_(self, delivery: Delivery) -> str:
+        return attempts_text(delivery)
 
     @admin.display(description="Error or reason")
     def error_(self, delivery: Delivery) -> str:
@@ -336,7 +358,7 @@ class AttemptInline(ReadOnlyInline):
     @admin.display(description="HTTP exchanges")
     def exchanges_(self, attempt: Attempt) -> str:
         # The newest attempt's last exchange is open: it is the one that decided where the delivery stands.
-        newest = attempt.number == attempt.delivery.attempts
+        newest = attempt.number == attempt.delivery.attempts + attempt.delivery.throttled
         return render_exchanges(attempt.exchanges or [], open_last=newest)
 
 
@@ -347,7 +369,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         "event_",
         "destination_",
         "status_",
-        "attempts",
+        "attempts_",
         "next_attempt",
         "error_",
         "delivered",
@@ -373,7 +395,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         test = ["is_test"] if obj is not None and obj.is_test else []
         fieldsets: list[tuple[str | None, dict]] = [
             (None, {"fields": ["event_", "destination_", "status_", *test]}),
-            ("Progress", {"fields": ["attempts", "next_attempt", "created_at_", "delivered_at_", "latency"]}),
+            ("Progress", {"fields": ["attempts_", "next_attempt", "created_at_", "delivered_at_", "latency"]}),
         ]
         if obj is not None and (obj.error_code or obj.error_message):
             title = "Why it was filtered" if obj.status == Delivery.Status.FILTERED else "Last error"
@@ -515,6 +537,10 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_(self, delivery: Delivery) -> str:
         return status_badge(delivery)
+
+    @admin.display(description="Attempts", ordering="attempts")
+    def attempts_(self, delivery: Delivery) -> str:
+        return attempts_text(delivery)
 
     @admin.display(description="Next attempt", ordering="next_attempt_at")
     def next_attempt(self, delivery: Delivery) -> str:

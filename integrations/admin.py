@@ -340,12 +340,14 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
             return "-"
         delivered, failed = destination.last_delivered_at, destination.last_error_at
         recovered = bool(delivered and failed and delivered > failed)
+        hint = destination.last_error_hint
         return format_html(
-            '<span class="last-error{}" title="{}">{}</span> <span class="when">{}</span>',
+            '<span class="last-error{}" title="{}">{}</span> <span class="when">{}</span>{}',
             " recovered" if recovered else "",
             destination.last_error + (" (delivered successfully since)" if recovered else ""),
             Truncator(destination.last_error).chars(ERROR_CHARS),
             ago(destination.last_error_at, ""),
+            format_html('<div class="hint"><b>How to fix:</b> {}</div>', hint) if hint and not recovered else "",
         )
 
     @admin.display(description="Last delivered", ordering="last_delivered_at")

@@ -246,6 +246,32 @@ def describe_mapping(vendor: type[Vendor]) -> str:
     return "blank uses " + json.dumps(vendor.default_mapping)
 
 
+def vendor_presets() -> SafeString:
+    """A button per preset of each vendor (e.g. "Welcome journey on identify"); the page's script fills the
+    filter and mapping with the preset's, to edit before saving."""
+    buttons = [
+        (
+            key,
+            json.dumps(preset.get("filter") or {}, indent=2),
+            json.dumps(preset.get("mapping") or {}, indent=2),
+            preset["label"],
+        )
+        for key, vendor in VENDORS.items()
+        for preset in getattr(vendor, "presets", {}).values()
+    ]
+    if not buttons:
+        return SafeString("")
+    return format_html(
+        '<span class="presets">Start from a preset (fills the filter and the mapping): {}</span>',
+        format_html_join(
+            " ",
+            '<button type="button" class="button preset" data-vendor="{}" data-filter="{}" data-mapping="{}">{}'
+            "</button>",
+            buttons,
+        ),
+    )
+
+
 class DestinationForm(forms.ModelForm):
     credentials = CredentialsField(
         required=False,
@@ -293,9 +319,10 @@ class DestinationForm(forms.ModelForm):
             self.fields["config"].help_text = vendor_help(describe_config)
         if "mapping" in self.fields:
             self.fields["mapping"].help_text = format_html(
-                "JMESPath expressions over the event, e.g. {}. {}",
+                "JMESPath expressions over the event, e.g. {}. {}{}",
                 '{"email": "traits.email || properties.email"}',
                 vendor_help(describe_mapping),
+                vendor_presets(),
             )
 
     def clean_credentials(self) -> Any:

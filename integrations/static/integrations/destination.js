@@ -1,4 +1,5 @@
-// The destination form: show the credential inputs and help of the chosen vendor only.
+// The destination form: show the credential inputs, help and presets of the chosen vendor only; a preset
+// button fills the filter and the mapping, which can still be edited before saving.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   var vendor = document.getElementById("id_vendor");
@@ -14,4 +15,12 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   vendor.addEventListener("change", show);
   show();
+  document.querySelectorAll("button.preset").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var filter = document.getElementById("id_filter");
+      var mapping = document.getElementById("id_mapping");
+      if (filter) filter.value = button.dataset.filter;
+      if (mapping) mapping.value = button.dataset.mapping;
+    });
+  });
 });
