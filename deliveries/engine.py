@@ -385,7 +385,10 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
         if throttled:
             fields["throttled"] = delivery.throttled + 1
         if outcome in ("retry", "throttled"):
-            delay = backoff(max(attempts, 1), result.retry_after, timing)
+            if result.defer and result.retry_after is not None:  # a quota's reset, maybe hours away
+                delay = min(result.retry_after, 26 * 3600.0) + random.uniform(0, 60)
+            else:
+                delay = backoff(max(attempts, 1), result.retry_after, timing)
             deadline = delivery.event.received_at + destination.retry_deadline
             if delivery.is_test:
                 outcome, message = "failed", message + " (test sends are not retried)"
