@@ -196,9 +196,13 @@ def check_url(url: str) -> None:
         return
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
+    except (socket.gaierror, UnicodeError) as exc:
+        # EAI_AGAIN is a resolver outage; anything else (no such name) is likely a typo in the host.
+        temporary = getattr(exc, "errno", None) == socket.EAI_AGAIN
         raise DeliveryError(
-            f"The host {parts.hostname} cannot be resolved.", code="dns_error", retryable=True
+            f"The host {parts.hostname} cannot be resolved.",
+            code="dns_unavailable" if temporary else "dns_error",
+            retryable=True,
         ) from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])

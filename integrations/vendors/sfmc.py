@@ -103,7 +103,8 @@ HINTS: dict[str, str] = {
         "Marketing Cloud refused the request (its message says why): fix the mapping or the setting it names."
     ),
 }
-RETRY_CODES = {"timeout", "connection_error", "dns_error"}  # retried network failures: the "temporary" hint
+# Retried network failures: the "temporary" hint.
+RETRY_CODES = {"timeout", "connection_error", "dns_error", "dns_unavailable"}
 TOKEN_PATH = "/v2/token"
 BLOCKED_WAIT = 300.0  # 50200 comes without Retry-After; SFMC asks for a long back-off (§1.3)
 DEFAULT_EXPIRES_IN = 1079  # what every observed token answer says, should one leave expires_in out (§1.2)

@@ -114,6 +114,19 @@ def test_an_unresolvable_host_is_a_retryable_dns_error(monkeypatch: pytest.Monke
     assert "nowhere.example.invalid" in caught.value.message
 
 
+@pytest.mark.usefixtures("private_urls_refused")
+def test_a_resolver_outage_is_told_apart_from_a_name_that_does_not_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+
+    with pytest.raises(DeliveryError) as caught:
+        check_url("https://mc123.auth.marketingcloudapis.com/v2/token")
+
+    assert (caught.value.code, caught.value.retryable) == ("dns_unavailable", True)
+
+
 @pytest.mark.parametrize("url", [url for url, _ in PRIVATE_URLS] + ["http://localhost:8000/hook"])
 def test_private_addresses_are_allowed_when_the_setting_is_on(url: str, settings: Any) -> None:
     settings.ALLOW_PRIVATE_URLS = True
