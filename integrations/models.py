@@ -204,3 +204,16 @@ class AccessToken(models.Model):
 
     def __str__(self) -> str:
         return f"access token {self.key[:12]}…"
+
+
+class VendorLock(models.Model):
+    """A short lease that lets one worker at a time make a vendor call that must not overlap with itself
+    (Marketo: two upserts of the same lead at once create a duplicate lead). Held for one call, then freed;
+    a worker that died keeps it only until `lease_until`."""
+
+    key = models.CharField(max_length=64, unique=True)
+    lease = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"vendor lock {self.key[:12]}…"
