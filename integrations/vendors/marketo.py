@@ -96,6 +96,9 @@ def seconds_to_quota_reset(now: datetime | None = None) -> float:
     return (midnight.astimezone(UTC) - local.astimezone(UTC)).total_seconds()
 
 
+WINDOW = re.compile(r"with\s*in\s*'(\d+(?:\.\d+)?)'\s*sec", re.I)
+
+
 def marketo_error(code: str, message: str) -> DeliveryError:
     """What a Marketo error code (response or record level) means for the delivery (§2.6)."""
     throttled = code in ("606", "607", "615")
@@ -108,11 +111,21 @@ def marketo_error(code: str, message: str) -> DeliveryError:
         throttled=throttled,
         defer=code == "607",  # waits past the retry deadline for the reset: the events are not lost
     )
-    if throttled:  # 606: the 20-second window; 615: a short backoff with jitter; 607: the daily reset
+    if throttled:  # 606: the rate window; 615: a short backoff with jitter; 607: the daily reset
         error.retry_after = (
-            20.0 if code == "606" else random.uniform(2, 5) if code == "615" else seconds_to_quota_reset()
+            rate_window(message)
+            if code == "606"
+            else random.uniform(2, 5)
+            if code == "615"
+            else seconds_to_quota_reset()
         )
     return error
+
+
+def rate_window(message: str) -> float:
+    """The window a 606 names ("Max rate limit '100' exceeded with in '20' secs"): wait that long, 20 s if unsaid."""
+    match = WINDOW.search(message)
+    return min(float(match.group(1)), 60.0) if match else 20.0
 
 
 def first_problem(problems: Any) -> tuple[str, str]:

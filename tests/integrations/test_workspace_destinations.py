@@ -57,6 +57,9 @@ WORKSPACE = {
 }
 
 
+VENDOR_KEYS = "marketo, segment, sfmc_data_extension, sfmc_journey, webhook"
+
+
 def copy_of(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
@@ -269,8 +272,8 @@ def test_an_invalid_file_lists_every_problem_with_its_place_and_changes_nothing(
         "destinations[3] (filtered).filter.x: unknown key",
         "destinations[3] (filtered).consent_categories: must be a list of category names",
         "destinations[3] (filtered).mapping.email: 'traits.(email' is not a valid JMESPath expression",
-        "destinations[4] (no-vendor).vendor: required (one of segment, webhook)",
-        "destinations[5] (what).vendor: 'carrier-pigeon' is not a vendor (use segment, webhook)",
+        f"destinations[4] (no-vendor).vendor: required (one of {VENDOR_KEYS})",
+        f"destinations[5] (what).vendor: 'carrier-pigeon' is not a vendor (use {VENDOR_KEYS})",
         "destinations[6] (typed): unknown keys colour",
         "destinations[6] (typed).enabled: must be true or false",
         "destinations[6] (typed).rate_limit: must be a whole number or null",
