@@ -22,7 +22,8 @@ from integrations.vendors.oauth import SharedToken, token_key
 HINTS: dict[str, str] = {
     "invalid_credentials": (
         "Marketing Cloud refused the client ID or secret: copy both again from Setup → Installed Packages → "
-        "your package's API Integration component."
+        "your package's API Integration component, which must be Server-to-Server (a Web App or Public App "
+        "integration cannot get tokens this way)."
     ),
     "invalid_credentials.legacy": (
         "This integration was made in a legacy package, which cannot get v2 tokens: create a new installed package "
