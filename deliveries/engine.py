@@ -136,10 +136,25 @@ def has_due_work(destination_id: int, now: datetime | None = None) -> bool:
 # Rate limit ------------------------------------------------------------------------------------------
 
 
+def bucket_shape(destination: Destination) -> tuple[float, float]:
+    """The token bucket of a limit of `rate` calls per `period` seconds: (capacity, tokens per second).
+
+    Up to a second, the bucket holds the whole rate (a burst within a second harms no one). For longer
+    periods, which vendors count as a sliding window (Marketo: 100 calls per 20 s), it holds one second's worth
+    and refills with the rest, so that no `period` ever sees more than `rate` calls: a full bucket of the whole
+    rate would let twice the rate through in one window (the burst, then the refill).
+    """
+    rate, period, _ = destination.limits()
+    if period <= 1:
+        return float(rate), rate / period
+    capacity = min(float(rate), max(1.0, rate / period))
+    refill = rate - capacity if rate > capacity else rate  # a limit of 1 per period: at most 2 in a window
+    return capacity, refill / period
+
+
 def take_tokens(destination: Destination, want: int) -> tuple[int, float]:
     """Take up to `want` request tokens; return how many were granted and, if short, seconds to wait."""
-    rate, period, _ = destination.limits()
-    per_second = rate / period
+    capacity, per_second = bucket_shape(destination)
     with transaction.atomic():
         now = timezone.now()
         query = RateBucket.objects.filter(destination=destination)
@@ -149,10 +164,10 @@ def take_tokens(destination: Destination, want: int) -> tuple[int, float]:
         if bucket is None:
             try:
                 with transaction.atomic():
-                    bucket = RateBucket.objects.create(destination=destination, tokens=rate, refilled_at=now)
+                    bucket = RateBucket.objects.create(destination=destination, tokens=capacity, refilled_at=now)
             except IntegrityError:
                 bucket = query.get()
-        tokens = min(float(rate), bucket.tokens + (now - bucket.refilled_at).total_seconds() * per_second)
+        tokens = min(capacity, bucket.tokens + (now - bucket.refilled_at).total_seconds() * per_second)
         granted = max(0, min(want, int(tokens)))  # negative while a vendor has the destination on hold
         RateBucket.objects.filter(id=bucket.id).update(tokens=tokens - granted, refilled_at=now)
     wait = 0.0 if granted == want else (1 - (tokens - granted)) / per_second
@@ -162,9 +177,8 @@ def take_tokens(destination: Destination, want: int) -> tuple[int, float]:
 def hold(destination: Destination, seconds: float) -> None:
     """Empty the destination's bucket for `seconds`: the vendor said to slow down (429, 606, a quota), so no
     worker sends there until then."""
-    rate, period, _ = destination.limits()
     now = timezone.now()
-    tokens = -seconds * rate / period
+    tokens = -seconds * bucket_shape(destination)[1]
     if not RateBucket.objects.filter(destination=destination).update(tokens=tokens, refilled_at=now):
         try:
             with transaction.atomic():
@@ -201,8 +215,8 @@ def describe_limit(destination: Destination) -> str:
 
 def return_tokens(destination: Destination, count: int) -> None:
     """Give back tokens taken but not spent (the time box ended first), never above the bucket's size."""
-    rate = destination.limits()[0]
-    RateBucket.objects.filter(destination=destination).update(tokens=Least(F("tokens") + count, float(rate)))
+    capacity = bucket_shape(destination)[0]
+    RateBucket.objects.filter(destination=destination).update(tokens=Least(F("tokens") + count, capacity))
 
 
 # Claim, send, record ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from deliveries import engine
 from deliveries.engine import kick, take_tokens
-from deliveries.models import Attempt, Delivery
+from deliveries.models import Attempt, Delivery, RateBucket
 from deliveries.routing import decide
 from integrations import vendors
 from integrations.models import Destination, Source
@@ -156,12 +156,13 @@ def test_a_throttled_vendor_error_holds_the_destination_and_leaves_the_rest_unto
 
 
 @responses.activate
-def test_extra_calls_wait_for_the_rate_limit_and_end_the_batch_throttled_when_it_is_far(db, source, scripted):
+def test_extra_calls_take_tokens_and_a_batch_whose_next_token_is_far_ends_throttled(db, source, scripted, monkeypatch):
     responses.add(responses.POST, URL, json={"ok": True})
-    # 3 calls per 60 s: the first batch takes the claim's token and two extra ones; the second finds none.
-    destination = make_destination(source, rate_limit=3, rate_period=60)
+    # A bucket of 3 refilling one token every 20 s.
+    monkeypatch.setattr(engine, "bucket_shape", lambda destination: (3.0, 1 / 20))
+    destination = make_destination(source)
     first = factories.make_delivery(destination, factories.make_event(source))
-    scripted.script.append("extra:2")
+    scripted.script.append("extra:2")  # the claim's token, then two extra ones: the bucket is empty
     kick(destination.id)
     first.refresh_from_db()
     assert first.status == Delivery.Status.DELIVERED
@@ -171,6 +172,15 @@ def test_extra_calls_wait_for_the_rate_limit_and_end_the_batch_throttled_when_it
     kick(destination.id)
     second.refresh_from_db()
     assert second.attempt_log.count() == 0  # the claim itself found no token: it waits untouched
+    assert second.next_attempt_at > timezone.now() + timedelta(seconds=15)
+
+    RateBucket.objects.filter(destination=destination).update(tokens=1, refilled_at=timezone.now())  # the claim's
+    Delivery.objects.filter(id=second.id).update(next_attempt_at=timezone.now())
+    scripted.script.append("extra:1")  # its extra call would wait 20 s: longer than the drain
+    kick(destination.id)
+    second.refresh_from_db()
+    assert (second.status, second.attempts, second.throttled) == (Delivery.Status.RETRYING, 0, 1)
+    assert second.error_code == "rate_limited"
     assert second.next_attempt_at > timezone.now() + timedelta(seconds=15)
 
 
