@@ -17,6 +17,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from deliveries.models import Delivery
+from integrations.models import Destination
 from tests.receiver import Receiver
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -159,3 +161,24 @@ def receivers() -> Iterator[Callable[..., Receiver]]:
     yield make
     for receiver in made:
         receiver.down()
+
+
+def statuses(destination: Destination | None = None) -> dict[str, int]:
+    """How many deliveries (of one destination, or all) are in each status."""
+    rows = Delivery.objects.all() if destination is None else Delivery.objects.filter(destination=destination)
+    out: dict[str, int] = {}
+    for status in rows.values_list("status", flat=True):
+        out[status] = out.get(status, 0) + 1
+    return out
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `check` until it returns something true; fail with the deliveries' statuses after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}; deliveries: {statuses()}")
+        time.sleep(interval)

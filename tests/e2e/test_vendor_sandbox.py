@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from deliveries.models import Attempt, Delivery
 from integrations.models import Destination, Source
 from integrations.sandbox import Sandbox
 from tests.conftest import basic_auth
+from tests.e2e.conftest import statuses, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -104,24 +105,6 @@ def order(email: str, n: int) -> dict[str, Any]:
         "context": {"traits": {"email": email}},
         "properties": {"order_id": f"o-{n}", "total": 10 + n, "currency": "USD"},
     }
-
-
-def statuses(destination: Destination) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for status in Delivery.objects.filter(destination=destination).values_list("status", flat=True):
-        out[status] = out.get(status, 0) + 1
-    return out
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout} s")
-        time.sleep(0.1)
 
 
 def settled(destination: Destination, count: int) -> bool:

@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from django.test import Client
 from deliveries.models import Attempt, Delivery
 from integrations.models import Destination, Source
 from tests.conftest import basic_auth
+from tests.e2e.conftest import statuses, wait_until
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -62,25 +62,6 @@ def send(source: Source, prefix: str, count: int) -> list[str]:
     assert response.status_code == 200, response.content
     assert response.json() == {"success": True}
     return ids
-
-
-def statuses(destination: Destination | None = None) -> dict[str, int]:
-    rows = Delivery.objects.all() if destination is None else Delivery.objects.filter(destination=destination)
-    out: dict[str, int] = {}
-    for status in rows.values_list("status", flat=True):
-        out[status] = out.get(status, 0) + 1
-    return out
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}; deliveries: {statuses()}")
-        time.sleep(interval)
 
 
 def all_delivered(destination: Destination, count: int) -> bool:
