@@ -1,0 +1,9 @@
+"""Source functions, one module per tool: a plain dict is the registry; Source kinds other than http use it."""
+
+from __future__ import annotations
+
+from integrations.webhooks.base import Incoming, SourceFunction, WebhookError
+
+FUNCTIONS: dict[str, type[SourceFunction]] = {}
+
+__all__ = ["FUNCTIONS", "Incoming", "SourceFunction", "WebhookError"]
