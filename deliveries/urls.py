@@ -1,6 +1,7 @@
 from django.urls import path
 
 from deliveries.tracking import tracking_view
+from deliveries.webhooks import webhook_view
 
 ENDPOINTS = ("identify", "track", "page", "screen", "group", "alias", "batch", "import")
 
@@ -13,3 +14,4 @@ urlpatterns = [
     for endpoint in ENDPOINTS
     for slash, route in ((False, endpoint), (True, f"{endpoint}/"))
 ] + [path(short, tracking_view, {"endpoint": endpoint}) for short, endpoint in SHORT_PATHS.items()]
+urlpatterns += [path("webhooks/<str:write_key>", webhook_view, name="webhook")]

@@ -29,6 +29,12 @@ class Source(models.Model):
     write_key = models.CharField(max_length=100, unique=True, default=new_write_key)
     enabled = models.BooleanField(default=True)
     settings = EncryptedJSONField(help_text="Secret settings (e.g. a signing secret), stored encrypted.")
+    config = models.JSONField(
+        default=dict, blank=True, help_text="How the source function reads this tool's webhooks (not secret)"
+    )
+    last_request_at = models.DateTimeField(null=True, blank=True)
+    last_request_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_request_result = models.TextField(blank=True, help_text="What the last webhook request came to")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
