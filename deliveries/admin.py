@@ -14,6 +14,7 @@ from django.db.models import Count, Q, QuerySet
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -21,8 +22,12 @@ from django.utils.text import Truncator
 
 from deliveries.engine import kick, retry_now
 from deliveries.models import Attempt, Delivery, Event
-from integrations.models import Destination
+from deliveries.tracking import RequestError
+from deliveries.webhooks import map_webhook, parse_webhook_json
+from integrations import admin as integrations_admin
+from integrations.models import Destination, Source
 from integrations.signals import destinations_resumed
+from integrations.webhooks import FUNCTIONS, Incoming, WebhookError
 
 ID_CHARS = 9  # enough to tell ids apart in the list (a UUID's first group); the event page shows them whole
 
@@ -571,3 +576,72 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 def plural(count: int) -> str:
     return "delivery" if count == 1 else "deliveries"
+
+
+# Sources: try a webhook payload ----------------------------------------------------------------------
+#
+# The source page itself is integrations' SourceAdmin; the dry run needs the Tracking API's normalisation,
+# which lives here (integrations never imports deliveries), so this app extends that admin with the page.
+
+
+class SourceAdmin(integrations_admin.SourceAdmin):
+    def get_urls(self) -> list[Any]:
+        try_url = path(
+            "<path:object_id>/try/", self.admin_site.admin_view(self.try_view), name="integrations_source_try"
+        )
+        return [try_url, *super().get_urls()]
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Source | None = None,
+    ) -> HttpResponse:
+        if obj is not None and obj.kind in FUNCTIONS:
+            context = {**context, "try_url": reverse("admin:integrations_source_try", args=[obj.pk])}
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def try_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Show the events a pasted payload would make, without storing or sending anything."""
+        source = get_object_or_404(Source, pk=object_id)
+        if not self.has_view_permission(request, source):
+            raise PermissionDenied
+        if source.kind not in FUNCTIONS:
+            messages.info(request, "Only webhook sources have a source function to try.")
+            return HttpResponseRedirect(reverse("admin:integrations_source_change", args=[source.pk]))
+        payload = request.POST.get("payload", "") if request.method == "POST" else ""
+        outcome = dry_run(source, payload.encode()) if payload.strip() else None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Try a payload: {source.name}",
+            "opts": self.opts,
+            "original": source,
+            "payload": payload,
+            "outcome": outcome,
+        }
+        return TemplateResponse(request, "admin/integrations/source/try.html", context)
+
+
+def dry_run(source: Source, body: bytes) -> dict[str, Any]:
+    """What the webhook endpoint would do with this body, short of checking the signature and storing."""
+    now = timezone.now()
+    try:
+        function = FUNCTIONS[source.kind](source.config, source.settings)
+        payloads, rejections = map_webhook(function, Incoming(body, {}, parse_webhook_json(body), now))
+    except (RequestError, WebhookError) as exc:
+        return {"error": f"{exc.code}: {exc.message}", "status": exc.status}
+    except Exception as exc:  # a bug in a source function: show it here rather than a server error page
+        return {"error": f"internal_error: the source function failed ({type(exc).__name__}).", "status": 500}
+    for payload in payloads:
+        payload.pop("_timestamp", None)
+    return {
+        "events": [orjson.dumps(p, option=orjson.OPT_INDENT_2).decode() for p in payloads],
+        "rejections": [f"event {r.index}: {r.code}: {r.reason}" for r in rejections],
+    }
+
+
+admin.site.unregister(Source)
+admin.site.register(Source, SourceAdmin)

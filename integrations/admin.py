@@ -22,7 +22,7 @@ from django.utils.text import Truncator, capfirst
 from django.utils.timesince import timesince
 
 from integrations.crypto import CANNOT_DECRYPT
-from integrations.forms import DestinationForm, credential_masks
+from integrations.forms import DestinationForm, SourceForm, credential_masks, function_kinds
 from integrations.models import Destination, Source
 from integrations.signals import destinations_resumed
 
@@ -100,13 +100,17 @@ class CountedDeletes:
 
 @admin.register(Source)
 class SourceAdmin(CountedDeletes, admin.ModelAdmin):
-    list_display = ["name", "kind", "enabled", "events_24h", "last_event_at"]
+    form = SourceForm
+    list_display = ["name", "kind", "enabled", "events_24h", "last_event_at", "last_request"]
     list_editable = ["enabled"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    exclude = ["settings"]  # secrets: never rendered, not even encrypted (per-kind secret fields come later)
-    readonly_fields = ["events_24h", "last_event_at", "created_at", "updated_at"]
+    readonly_fields = ["events_24h", "last_event_at", "last_request", "settings_", "created_at", "updated_at"]
+
+    class Media:
+        css = {"all": ["integrations/destination.css"]}
+        js = ["integrations/destination.js"]  # shows the chosen kind's secret input and help only
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Source]:
         """Annotate event activity in the same query as the sources, whatever the number of rows."""
@@ -128,12 +132,24 @@ class SourceAdmin(CountedDeletes, admin.ModelAdmin):
         )
 
     def get_fieldsets(self, request: HttpRequest, obj: Source | None = None) -> list[tuple[str | None, dict]]:
+        # A read-only page would print the decrypted secret: it shows its mask instead.
+        editable = obj is None or self.has_change_permission(request, obj)
+        webhook = (
+            "Webhook",
+            {
+                "fields": ["config", "settings" if editable else "settings_"],
+                "description": "For sources that receive a tool's webhooks (Customer.io, Stripe, Zendesk, any JSON): "
+                "how to read them and the secret they are signed with.",
+            },
+        )
         if obj is None:
-            return [(None, {"fields": ["name", "slug", "kind", "write_key", "enabled"]})]
-        return [
-            (None, {"fields": ["name", "slug", "kind", "enabled"]}),
-            ("Activity", {"fields": ["events_24h", "last_event_at", "created_at", "updated_at"]}),
-        ]
+            return [(None, {"fields": ["name", "slug", "kind", "write_key", "enabled"]}), webhook]
+        fieldsets: list[tuple[str | None, dict]] = [(None, {"fields": ["name", "slug", "kind", "enabled"]})]
+        if obj.kind in WEBHOOK_KINDS:
+            webhook[1]["fields"].insert(0, "last_request")
+            fieldsets.append(webhook)
+        fieldsets.append(("Activity", {"fields": ["events_24h", "last_event_at", "created_at", "updated_at"]}))
+        return fieldsets
 
     def get_form(
         self, request: HttpRequest, obj: Source | None = None, change: bool = False, **kwargs: Any
@@ -165,6 +181,27 @@ class SourceAdmin(CountedDeletes, admin.ModelAdmin):
         return format_html(
             '<a href="{}" title="All events of {}">{}</a>', events_url(source), source.name, source.events_24h
         )
+
+    @admin.display(description="Last webhook request", ordering="last_request_at")
+    def last_request(self, source: Source) -> str:
+        if source.kind not in WEBHOOK_KINDS:
+            return "-"
+        if source.last_request_at is None:
+            return "none yet"
+        ok = source.last_request_status == 200
+        return format_html(
+            '<span class="last-request{}" title="{}">HTTP {}: {}</span> <span class="when">{}</span>',
+            "" if ok else " last-error",
+            source.last_request_result,
+            source.last_request_status,
+            Truncator(source.last_request_result).chars(ERROR_CHARS),
+            ago(source.last_request_at, ""),
+        )
+
+    @admin.display(description="Signing secret")
+    def settings_(self, source: Source) -> str:
+        masks = credential_masks(source.kind, source.settings, function_kinds())
+        return format_html_join(", ", "{}: {}", masks) if masks else "-"
 
     @admin.display(description="Last event", ordering="last_event_at")
     def last_event_at(self, source: Source) -> str:

@@ -1,4 +1,5 @@
-"""The destination form: JSON settings people can read, and credentials that are written but never shown again."""
+"""The destination and source forms: JSON settings people can read, and secrets (a destination's credentials, a
+source's signing secret) that are written but never shown again."""
 
 from __future__ import annotations
 
@@ -15,8 +16,21 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from integrations.crypto import CANNOT_DECRYPT, Undecryptable
-from integrations.models import Destination
+from integrations.models import Destination, Source
 from integrations.vendors import VENDORS, Vendor
+from integrations.webhooks import FUNCTIONS
+
+# What a secrets widget offers, per vendor (or source kind): its label and the dataclass of its secrets.
+Kinds = dict[str, tuple[str, type]]
+
+
+def vendor_kinds() -> Kinds:
+    return {key: (vendor.label, vendor.credentials_class) for key, vendor in VENDORS.items()}
+
+
+def function_kinds() -> Kinds:
+    return {kind: (function.label, function.secrets_class) for kind, function in FUNCTIONS.items()}
+
 
 MASK = "••••••••"
 
@@ -28,16 +42,16 @@ class CredentialKey:
     required: bool
 
 
-def credential_keys(vendor: type[Vendor]) -> list[CredentialKey]:
-    """The vendor's credential keys, from its credentials dataclass."""
-    hints = typing.get_type_hints(vendor.credentials_class)
+def credential_keys(secrets_class: type) -> list[CredentialKey]:
+    """The secret keys a vendor (or source kind) takes, from its secrets dataclass."""
+    hints = typing.get_type_hints(secrets_class)
     return [
         CredentialKey(
             f.name,
             hints[f.name] is str,
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
         )
-        for f in dataclasses.fields(vendor.credentials_class)
+        for f in dataclasses.fields(secrets_class)
     ]
 
 
@@ -50,28 +64,33 @@ def mask(value: Any) -> str:
     return MASK
 
 
-def credential_masks(vendor_key: str, stored: Any) -> list[tuple[str, str]]:
-    """(key, mask) for each credential key of the vendor, as stored."""
-    vendor = VENDORS.get(vendor_key)
-    if vendor is None:
+def credential_masks(kind: str, stored: Any, kinds: Kinds | None = None) -> list[tuple[str, str]]:
+    """(key, mask) for each secret key of the vendor (or source kind), as stored."""
+    found = (kinds if kinds is not None else vendor_kinds()).get(kind)
+    if found is None:
         return []
     if isinstance(stored, Undecryptable):
-        return [(key.name, CANNOT_DECRYPT) for key in credential_keys(vendor)]
+        return [(key.name, CANNOT_DECRYPT) for key in credential_keys(found[1])]
     stored = stored if isinstance(stored, dict) else {}
-    return [(key.name, mask(stored.get(key.name))) for key in credential_keys(vendor)]
+    return [(key.name, mask(stored.get(key.name))) for key in credential_keys(found[1])]
 
 
 class CredentialsWidget(forms.Widget):
-    """One input per credential key of each vendor; it renders whether a key is set, never its value."""
+    """One input per secret key of each vendor (or source kind); it renders whether a key is set, never its
+    value. The page's script shows the chosen vendor's inputs only."""
 
-    stored: Any = None  # the destination's saved credentials (for the masks), set by the form
+    stored: Any = None  # the saved secrets (for the masks), set by the form
+
+    def __init__(self, kinds: typing.Callable[[], Kinds] = vendor_kinds, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs)
+        self.kinds = kinds
 
     def id_for_label(self, id_: str) -> str:
         return ""  # every input has a label of its own
 
     def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
         # Unbound, `value` holds the stored secrets: it is never rendered. Bound, it is what was typed.
-        groups = [self._group(name, vendor_key, vendor) for vendor_key, vendor in VENDORS.items()]
+        groups = [self._group(name, key, label, cls) for key, (label, cls) in self.kinds().items()]
         typed = _is_submitted(value) and any(v.strip() for g in value.values() for v in g["values"].values())
         notice = format_html(
             '<div class="credential-notice">{}</div>',
@@ -83,8 +102,8 @@ class CredentialsWidget(forms.Widget):
             format_html_join("", "{}", ((g,) for g in groups)),
         )
 
-    def _group(self, name: str, vendor_key: str, vendor: type[Vendor]) -> SafeString:
-        rows = [self._row(f"{name}__{vendor_key}", key) for key in credential_keys(vendor)]
+    def _group(self, name: str, vendor_key: str, label: str, secrets_class: type) -> SafeString:
+        rows = [self._row(f"{name}__{vendor_key}", key) for key in credential_keys(secrets_class)]
         body = (
             format_html_join("", "{}", ((r,) for r in rows))
             if rows
@@ -93,7 +112,7 @@ class CredentialsWidget(forms.Widget):
         return format_html(
             '<div class="credential-group" data-vendor="{}"><div class="credential-vendor">{}</div>{}</div>',
             vendor_key,
-            vendor.label,
+            label,
             body,
         )
 
@@ -146,9 +165,9 @@ class CredentialsWidget(forms.Widget):
     def value_from_datadict(self, data: Any, files: Any, name: str) -> dict[str, dict[str, Any]]:
         """{vendor: {"values": {key: text}, "remove": {key, …}}} as typed; blank means keep."""
         submitted: dict[str, dict[str, Any]] = {}
-        for vendor_key, vendor in VENDORS.items():
+        for vendor_key, (_, secrets_class) in self.kinds().items():
             values, remove = {}, set()
-            for key in credential_keys(vendor):
+            for key in credential_keys(secrets_class):
                 input_name = f"{name}__{vendor_key}__{key.name}"
                 values[key.name] = data.get(input_name, "")
                 if data.get(f"{input_name}__remove"):
@@ -220,16 +239,17 @@ def _default(f: dataclasses.Field) -> str:
     return json.dumps(value)
 
 
-def vendor_help(describe: typing.Callable[[type[Vendor]], str]) -> SafeString:
-    """One line of help per vendor; the page's script shows only the chosen vendor's."""
+def vendor_help(describe: typing.Callable[[Any], str], registry: dict[str, Any] | None = None) -> SafeString:
+    """One line of help per vendor (or source kind); the page's script shows only the chosen one's."""
     return format_html_join(
         "",
         '<span class="vendor-help" data-vendor="{}"><b>{}</b>: {}</span>',
-        ((key, vendor.label, describe(vendor)) for key, vendor in VENDORS.items()),
+        ((key, item.label, describe(item)) for key, item in (VENDORS if registry is None else registry).items()),
     )
 
 
-def describe_config(vendor: type[Vendor]) -> str:
+def describe_config(vendor: Any) -> str:
+    """The config keys of a vendor or source function, with their defaults."""
     parts = [
         f"{f.name} (required)"
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -327,37 +347,10 @@ class DestinationForm(forms.ModelForm):
 
     def clean_credentials(self) -> Any:
         """Merge what was typed into what is stored: blank keeps a value, "Remove" drops an optional one."""
-        submitted = self.cleaned_data.get("credentials") or {}
-        vendor_key = self.cleaned_data.get("vendor")
         stored = self.instance.credentials if self.instance.pk else {}
-        vendor = VENDORS.get(vendor_key or "")
-        if vendor is None:
-            return stored  # the vendor field reports the problem
-        typed = submitted.get(vendor_key, {"values": {}, "remove": set()})
-        locked = isinstance(stored, Undecryptable)
-        kept = stored if isinstance(stored, dict) else {}
-        credentials: dict[str, Any] = {}
-        errors = []
-        for key in credential_keys(vendor):
-            raw = typed["values"].get(key.name, "").strip()  # pasted secrets often carry a newline
-            if key.name in typed["remove"]:
-                continue
-            if not raw:
-                if key.name in kept:
-                    credentials[key.name] = kept[key.name]
-                continue
-            if key.text:
-                credentials[key.name] = raw
-                continue
-            try:
-                credentials[key.name] = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                errors.append(f"credentials.{key.name}: this is not valid JSON: {exc.msg} (column {exc.colno}).")
-        if errors:
-            raise ValidationError(errors)
-        if locked and not credentials:
-            return stored  # nothing typed: the model reports that the stored value cannot be decrypted
-        return credentials
+        return merge_secrets(
+            vendor_kinds(), self.cleaned_data.get("vendor"), "credentials", self.cleaned_data.get("credentials"), stored
+        )
 
     def _update_errors(self, errors: ValidationError) -> None:
         """Drop the model's complaints about a field the form already refused: they are about the old value."""
@@ -367,3 +360,68 @@ class DestinationForm(forms.ModelForm):
                 return
             errors = ValidationError(kept)
         super()._update_errors(errors)
+
+
+def merge_secrets(kinds: Kinds, kind: str | None, field: str, submitted: Any, stored: Any) -> Any:
+    """The secrets to save: what was typed for the chosen vendor (or source kind) merged into what is stored;
+    blank keeps a value, "Remove" drops an optional one, JSON keys are parsed."""
+    found = kinds.get(kind or "")
+    if found is None:
+        return stored  # the vendor (kind) field reports the problem, or the kind has no secrets
+    typed = (submitted or {}).get(kind, {"values": {}, "remove": set()})
+    locked = isinstance(stored, Undecryptable)
+    kept = stored if isinstance(stored, dict) else {}
+    secrets: dict[str, Any] = {}
+    errors = []
+    for key in credential_keys(found[1]):
+        raw = typed["values"].get(key.name, "").strip()  # pasted secrets often carry a newline
+        if key.name in typed["remove"]:
+            continue
+        if not raw:
+            if key.name in kept:
+                secrets[key.name] = kept[key.name]
+            continue
+        if key.text:
+            secrets[key.name] = raw
+            continue
+        try:
+            secrets[key.name] = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            errors.append(f"{field}.{key.name}: this is not valid JSON: {exc.msg} (column {exc.colno}).")
+    if errors:
+        raise ValidationError(errors)
+    if locked and not secrets:
+        return stored  # nothing typed: the model reports that the stored value cannot be decrypted
+    return secrets
+
+
+class SourceForm(forms.ModelForm):
+    """A source: for webhook kinds, how its function reads the tool's webhooks and its signing secret."""
+
+    settings = CredentialsField(
+        required=False,
+        widget=CredentialsWidget(function_kinds),
+        help_text="Stored encrypted and never shown again. Leave a field blank to keep what is stored. Without a "
+        "signing secret, requests are not verified: anyone with the webhook URL can post events.",
+    )
+
+    class Meta:
+        model = Source
+        fields = ["name", "slug", "kind", "write_key", "enabled", "config", "settings"]
+        field_classes = {"config": PrettyJSONField}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "settings" in self.fields:
+            self.fields["settings"].label = "Signing secret"
+            self.fields["settings"].widget.stored = self.instance.settings if self.instance.pk else {}
+        if "config" in self.fields:
+            self.fields["config"].help_text = format_html(
+                "For webhook sources only. {}", vendor_help(describe_config, FUNCTIONS)
+            )
+
+    def clean_settings(self) -> Any:
+        stored = self.instance.settings if self.instance.pk else {}
+        return merge_secrets(
+            function_kinds(), self.cleaned_data.get("kind"), "settings", self.cleaned_data.get("settings"), stored
+        )

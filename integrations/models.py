@@ -44,6 +44,24 @@ class Source(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """Check a webhook source's settings the way its source function reads them."""
+        from integrations.webhooks import FUNCTIONS
+
+        function = FUNCTIONS.get(self.kind)
+        if function is None:
+            return
+        locked = isinstance(self.settings, Undecryptable)
+        problems = function.validate(self.config, {} if locked else self.settings)
+        if locked:
+            problems.append(f"settings: {CANNOT_DECRYPT} (enter the signing secret again)")
+        errors: dict[str, list[str]] = {}
+        for problem in problems:
+            name = problem.split(".", 1)[0].split(":", 1)[0]
+            errors.setdefault(name if name in ("config", "settings") else NON_FIELD_ERRORS, []).append(problem)
+        if errors:
+            raise ValidationError(errors)
+
 
 def vendor_choices() -> list[tuple[str, str]]:
     from integrations.vendors import VENDORS

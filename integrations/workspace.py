@@ -19,7 +19,7 @@ from django.db import transaction
 from integrations.models import Destination, Source
 from integrations.vendors import VENDORS
 
-SOURCE_KEYS = {"slug", "name", "kind", "write_key", "enabled", "settings"}
+SOURCE_KEYS = {"slug", "name", "kind", "write_key", "enabled", "config", "settings"}
 # The workspace key of each destination setting, in export order; retry_deadline is written in seconds.
 DESTINATION_KEYS = (
     "slug",
@@ -87,14 +87,16 @@ def _source_fields(index: int, spec: Any, problems: list[str]) -> dict[str, Any]
     slug = spec.get("slug")
     where = f"sources[{index}] ({slug})" if isinstance(slug, str) else where
     values = {k: spec[k] for k in SOURCE_KEYS & set(spec)}
-    instance = Source(**{"name": slug, **{k: v for k, v in values.items() if k != "settings"}})
+    # The settings (secrets) are checked with the rest, the way the source function will read them.
+    instance = Source(**{"name": slug, **values})
     try:
         instance.full_clean(exclude=["write_key"] if "write_key" not in spec else [], validate_unique=False)
     except ValidationError as exc:
         problems.extend(f"{where}.{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
     else:  # compare and store what Django stores (2024 -> "2024"), or a re-import always looks changed
         values.update({k: getattr(instance, k) for k in values if k != "settings"})
-    if "settings" in spec and not isinstance(spec["settings"], dict):
+    said = any(p.startswith(f"{where}.settings") for p in problems)  # by the source function's check
+    if "settings" in spec and not isinstance(spec["settings"], dict) and not said:
         problems.append(f"{where}.settings: must be an object")
     if "enabled" in spec and not isinstance(spec["enabled"], bool):
         problems.append(f"{where}.enabled: must be true or false")
@@ -328,6 +330,7 @@ def export_workspace() -> dict[str, Any]:
     return {
         "sources": [
             {"slug": s.slug, "name": s.name, "kind": s.kind, "write_key": s.write_key, "enabled": s.enabled}
+            | ({"config": s.config} if s.config else {})
             for s in Source.objects.order_by("slug").defer("settings")
         ],
         "destinations": [

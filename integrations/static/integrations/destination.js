@@ -2,7 +2,8 @@
 // button fills the filter and the mapping, which can still be edited before saving.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
-  var vendor = document.getElementById("id_vendor");
+  // A destination's vendor, or a source's kind (whose secret inputs and help are grouped the same way).
+  var vendor = document.getElementById("id_vendor") || document.getElementById("id_kind");
   if (!vendor) return;
   function show() {
     var chosen = vendor.value;
