@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from integrations.webhooks.base import Incoming, SourceFunction, WebhookError
+from integrations.webhooks.customerio import CustomerIo
 
-FUNCTIONS: dict[str, type[SourceFunction]] = {}
+FUNCTIONS: dict[str, type[SourceFunction]] = {
+    CustomerIo.kind: CustomerIo,
+}
 
 __all__ = ["FUNCTIONS", "Incoming", "SourceFunction", "WebhookError"]
