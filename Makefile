@@ -42,6 +42,9 @@ run: $(VENV)/.installed-run
 	echo "  curl -u wk_demo_website: -H 'Content-Type: application/json' \\"; \
 	echo "    -d '{\"userId\": \"user-1\", \"event\": \"Order Completed\", \"context\": {\"traits\": {\"email\": \"ada@example.com\"}}, \\"; \
 	echo "         \"properties\": {\"order_id\": \"o-1\", \"total\": 49, \"currency\": \"USD\"}}' $$hub/v1/track"; \
+	echo "A tool's webhook (the demo 'Form tool' source; Customer.io, Stripe and Zendesk sources verify signatures):"; \
+	echo "  curl -H 'Content-Type: application/json' -d '{\"id\": \"sub-1\", \"email\": \"ada@example.com\"}' \\"; \
+	echo "    $$hub/v1/webhooks/wk_demo_forms"; \
 	echo
 	@export CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1}; \
 	trap 'kill -TERM $$pids 2>/dev/null; wait' INT TERM; \
