@@ -612,7 +612,8 @@ class SourceAdmin(integrations_admin.SourceAdmin):
         if source.kind not in FUNCTIONS:
             messages.info(request, "Only webhook sources have a source function to try.")
             return HttpResponseRedirect(reverse("admin:integrations_source_change", args=[source.pk]))
-        payload = request.POST.get("payload", "") if request.method == "POST" else ""
+        # The first visit starts from the last body the tool sent (the webhook capture of Segment's functions).
+        payload = request.POST.get("payload", "") if request.method == "POST" else source.last_request_body
         outcome = dry_run(source, payload.encode()) if payload.strip() else None
         context = {
             **self.admin_site.each_context(request),
@@ -620,6 +621,7 @@ class SourceAdmin(integrations_admin.SourceAdmin):
             "opts": self.opts,
             "original": source,
             "payload": payload,
+            "from_last_request": request.method != "POST" and bool(payload),
             "outcome": outcome,
         }
         return TemplateResponse(request, "admin/integrations/source/try.html", context)

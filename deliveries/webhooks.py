@@ -28,6 +28,7 @@ log = logging.getLogger("cdphub.webhooks")
 
 MAX_WEBHOOK_BYTES = 512 * 1024
 EXCERPT_BYTES = 4096
+LAST_BODY_BYTES = 64 * 1024
 
 
 @csrf_exempt
@@ -59,7 +60,7 @@ def webhook_view(request: HttpRequest, write_key: str) -> HttpResponse:
         excerpt = body[:EXCERPT_BYTES].decode(errors="replace")
         store(source, [], [rejection_for(excerpt, EventError(error.code, error.message))], received_at)
         response = error_response(error)
-    remember_result(source, response, received_at)
+    remember_result(source, response, received_at, body)
     return response
 
 
@@ -131,8 +132,9 @@ def _ingest(source: Source, function: SourceFunction, incoming: Incoming) -> Htt
     return json_response(body)
 
 
-def remember_result(source: Source, response: HttpResponse, at: datetime) -> None:
-    """What the source page shows as the last request: its time, status and a one-line result."""
+def remember_result(source: Source, response: HttpResponse, at: datetime, body: bytes) -> None:
+    """What the source page shows as the last request: its time, status, a one-line result, and the start of
+    the body (Try a payload starts from it, so a marketer tests a mapping on what the tool really sends)."""
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -146,5 +148,8 @@ def remember_result(source: Source, response: HttpResponse, at: datetime) -> Non
     else:
         result = f"{data.get('code', 'error')}: {data.get('message', '')}"
     Source.objects.filter(pk=source.pk).update(
-        last_request_at=at, last_request_status=response.status_code, last_request_result=result[:1000]
+        last_request_at=at,
+        last_request_status=response.status_code,
+        last_request_result=result[:1000],
+        last_request_body=body[:LAST_BODY_BYTES].decode(errors="replace"),
     )

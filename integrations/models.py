@@ -35,6 +35,7 @@ class Source(models.Model):
     last_request_at = models.DateTimeField(null=True, blank=True)
     last_request_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_request_result = models.TextField(blank=True, help_text="What the last webhook request came to")
+    last_request_body = models.TextField(blank=True, help_text="The start of the last webhook body, to try again")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -97,6 +97,10 @@ def test_the_source_list_and_page_show_the_last_webhook_request(admin_client, ci
     assert ok.status_code == 200
     page = admin_client.get(reverse("admin:integrations_source_change", args=[cio.pk])).content.decode()
     assert "HTTP 200: 1 event(s) stored" in page
+    # Try a payload starts from what the tool last sent.
+    tried = admin_client.get(reverse("admin:integrations_source_try", args=[cio.pk])).content.decode()
+    assert "the last body the tool sent" in tried
+    assert "01ER4R5WB62QWCNREKFB4DYXGR" in tried
 
 
 def test_try_a_payload_shows_the_events_without_storing_anything(admin_client, cio):
