@@ -245,3 +245,32 @@ def test_import_reads_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", StringIO("not json"))
     with pytest.raises(CommandError, match="- is not valid JSON"):
         run_import("-")
+
+
+def test_a_webhook_source_config_is_imported_exported_and_checked_by_its_function(tmp_path: Path) -> None:
+    good = {
+        "sources": [
+            {
+                "slug": "cio",
+                "name": "Customer.io",
+                "kind": "customerio",
+                "write_key": "wk_cio_ws",
+                "config": {"naming": "customerio"},
+                "settings": {"signing_secret": SECRET},
+            }
+        ]
+    }
+    run_import(write(tmp_path, good))
+    source = Source.objects.get(slug="cio")
+    assert (source.config, source.settings) == ({"naming": "customerio"}, {"signing_secret": SECRET})
+    exported = json.loads(run_export())
+    assert exported["sources"][0]["config"] == {"naming": "customerio"}
+    assert SECRET not in run_export()
+
+    bad = {"sources": [{**good["sources"][0], "config": {"naming": "cio"}, "settings": {"signing_secret": 7}}]}
+    with pytest.raises(CommandError) as raised:
+        run_import(write(tmp_path, bad, "bad.json"))
+    message = str(raised.value)
+    assert "sources[0] (cio).config: config.naming: must be one of 'segment', 'customerio', not 'cio'" in message
+    assert "sources[0] (cio).settings: settings.signing_secret: must be a string, not a number" in message
+    assert Source.objects.get(slug="cio").config == {"naming": "customerio"}
