@@ -456,7 +456,12 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
         errors = [attempt for _, fields, attempt in recorded if fields["status"] != "delivered"]
         if errors:
             last = errors[-1]
-            update.update(last_error=last.error_message[:1000], last_error_hint=last.hint, last_error_at=now)
+            update.update(
+                last_error=last.error_message[:1000],
+                last_error_code=last.error_code,
+                last_error_hint=last.hint,
+                last_error_at=now,
+            )
         if update:
             Destination.objects.filter(id=destination.id).update(**update)
     return len(recorded)

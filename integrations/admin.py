@@ -240,6 +240,14 @@ def ago(value: datetime | None, empty: str = "never") -> str:
     return format_html('<span title="{}">{}</span>', date_format(at, "Y-m-d H:i:s T"), naturaltime(value))
 
 
+def misconfigured(destination: Destination) -> bool:
+    """The last error says the settings are wrong (bad credentials, a wrong key) and nothing was delivered since."""
+    if destination.last_error_code not in destination.vendor_class.setup_errors:
+        return False
+    delivered, failed = destination.last_delivered_at, destination.last_error_at
+    return failed is not None and (delivered is None or failed > delivered)
+
+
 def names(destinations: list[Destination]) -> str:
     return ", ".join(d.name for d in destinations)
 
@@ -362,6 +370,9 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
             state, title = "disabled", "Events are not routed here."
         elif destination.paused:
             state, title = "paused", "Events are routed and kept; they are sent once you resume delivery."
+        elif misconfigured(destination):
+            state = "misconfigured"
+            title = "Every delivery fails until the settings are fixed. " + destination.last_error_hint
         else:
             state, title = "enabled", "Events are delivered as they arrive."
         badge = format_html('<span class="state state-{}" title="{}">{}</span>', state, title, state.capitalize())

@@ -145,6 +145,7 @@ class Destination(models.Model):
         default=timedelta(hours=4), help_text="Stop retrying an event this long after it was received"
     )
     last_error = models.TextField(blank=True)
+    last_error_code = models.CharField(max_length=100, blank=True)
     last_error_hint = models.TextField(blank=True, help_text="What to change to fix the last error")
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_delivered_at = models.DateTimeField(null=True, blank=True)

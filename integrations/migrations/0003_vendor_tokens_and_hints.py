@@ -13,6 +13,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name="destination",
+            name="last_error_code",
+            field=models.CharField(blank=True, max_length=100),
+        ),
+        migrations.AddField(
+            model_name="destination",
             name="last_error_hint",
             field=models.TextField(blank=True, help_text="What to change to fix the last error"),
         ),

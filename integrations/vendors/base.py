@@ -377,6 +377,9 @@ class Vendor:
     default_mapping: ClassVar[dict[str, Any]] = {}
     max_batch: ClassVar[int] = 1  # events one deliver() call may take
     calls_per_batch: ClassVar[int] = 1  # HTTP calls one deliver() may make at most, token calls aside
+    # Error codes that mean the destination's settings are wrong: every delivery fails until someone fixes
+    # them, so the admin shows the destination as misconfigured (with the hint) rather than as failing.
+    setup_errors: ClassVar[frozenset[str]] = frozenset({"invalid_settings", "invalid_url", "private_address"})
     default_rate_limit: ClassVar[tuple[int, float]] = (50, 1.0)  # requests per seconds
     default_concurrency: ClassVar[int] = 4
 

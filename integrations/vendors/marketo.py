@@ -327,6 +327,12 @@ class Marketo(Vendor):
     calls_per_batch = 3  # a lead lookup, an upsert, the activities
     default_rate_limit = (45, 20.0)  # Marketo asks each integration to stay under 50 of the instance's 100 per 20 s
     default_concurrency = 5  # of the instance's 10 calls in flight, as Marketo recommends
+    setup_errors = Vendor.setup_errors | {
+        "invalid_credentials",
+        "marketo_603",
+        "marketo_610",
+        "activity_type_not_found",
+    }
 
     def __init__(self, config: dict[str, Any], credentials: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         super().__init__(config, credentials, *args, **kwargs)

@@ -34,6 +34,7 @@ class Segment(Vendor):
     credentials_class = SegmentCredentials
     max_batch = 100
     default_rate_limit = (500, 1.0)
+    setup_errors = Vendor.setup_errors | {"http_401", "http_403"}  # a wrong write key
 
     def deliver(self, events: list[dict[str, Any]]) -> list[Result]:
         results: dict[int, Result] = {}

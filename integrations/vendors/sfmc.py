@@ -209,6 +209,17 @@ class Sfmc(Vendor):
     credentials_class = SfmcCredentials
     default_rate_limit = (2000, 60.0)
     default_concurrency = 4
+    setup_errors = Vendor.setup_errors | {
+        "invalid_credentials",
+        "token_refused",
+        "wrong_subdomain",
+        "wrong_stack",
+        "not_authorized",
+        "insufficient_privileges",
+        "unknown_event_definition_key",
+        "journey_not_running",
+        "unknown_data_extension",
+    }
     mapping_shape: ClassVar[dict[str, tuple[bool, type, str]]]  # top-level key: (required, JSON type, what it holds)
 
     def __init__(self, config: dict[str, Any], credentials: dict[str, Any], *args: Any, **kwargs: Any) -> None:

@@ -49,6 +49,7 @@ class Webhook(Vendor):
     config_class = WebhookConfig
     credentials_class = WebhookCredentials
     default_rate_limit = (100, 1.0)
+    setup_errors = Vendor.setup_errors | {"http_401", "http_403"}
 
     def __init__(self, config: dict[str, Any], credentials: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         super().__init__(config, credentials, *args, **kwargs)

@@ -95,6 +95,7 @@ def test_a_throttled_try_is_recorded_with_its_hint_and_the_destination_remembers
     )
     destination.refresh_from_db()
     assert (destination.last_error, destination.last_error_hint) == ("606 Max rate", "Lower it.")
+    assert destination.last_error_code == "rate_limited"
 
 
 def test_throttled_tries_do_not_grow_the_backoff_and_numbers_keep_counting(db, source, scripted):

@@ -73,6 +73,7 @@ def test_a_marketer_sets_up_a_journey_from_a_preset_and_fixes_the_key_the_hint_p
         row = page.locator("#result_list tr", has_text="Order journey")
         expect(row.locator("td.field-last_error_")).to_contain_text("APIEvent-Order-Completed")
         expect(row.locator("td.field-last_error_ .hint")).to_contain_text("case-sensitive")
+        expect(row.locator("td.field-state")).to_have_text("Misconfigured")  # every delivery fails until fixed
         page.screenshot(path=artifacts / "journey-destinations.png", full_page=True)
 
         # So do the delivery and its attempt.
@@ -94,6 +95,10 @@ def test_a_marketer_sets_up_a_journey_from_a_preset_and_fixes_the_key_the_hint_p
         page.get_by_role("button", name="Retry now").click()
         expect(page.locator(".field-status_")).to_contain_text("Delivered")
         page.screenshot(path=artifacts / "journey-delivery-retried.png", full_page=True)
+        page.goto(f"{live_server.url}/admin/integrations/destination/")
+        expect(page.locator("#result_list tr", has_text="Order journey").locator("td.field-state")).to_have_text(
+            "Enabled"
+        )
 
         [entry] = sandbox.journey_entries
         assert entry["eventDefinitionKey"] == "APIEvent-order-completed"

@@ -116,6 +116,29 @@ def test_the_list_shows_vendor_state_sources_and_last_delivery(admin_client, sou
     assert cell(html, "Off", "last_delivered") == "never"
 
 
+def test_a_destination_whose_settings_are_wrong_shows_as_misconfigured_until_it_delivers_again(admin_client):
+    now = timezone.now()
+    refused = dict(
+        vendor="segment",
+        config={},
+        credentials={"write_key": WRITE_KEY},
+        last_error="HTTP 401: Invalid write key",
+        last_error_code="http_401",
+        last_error_hint="Copy the write key again.",
+        last_error_at=now - timedelta(minutes=1),
+    )
+    make_destination("refused", **refused)
+    make_destination("recovered", **refused | {"last_delivered_at": now})
+    make_destination("flaky", **refused | {"last_error_code": "http_503"})
+
+    html = admin_client.get(DESTINATIONS).content.decode()
+
+    assert cell(html, "Refused", "state") == "Misconfigured"
+    assert 'title="Every delivery fails until the settings are fixed. Copy the write key again."' in html
+    assert cell(html, "Recovered", "state") == "Enabled"
+    assert cell(html, "Flaky", "state") == "Enabled"
+
+
 def test_the_list_counts_delivered_and_failed_deliveries_of_the_last_24_hours(admin_client, source):
     hook = make_destination("hook", sources=[source])
     make_destination("quiet", sources=[source])
