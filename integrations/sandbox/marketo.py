@@ -253,7 +253,9 @@ class Marketo:
             self.tokens[token] = now + self.sb.settings.marketo_token_lifetime
             self.current[client_id] = token
             self.sb.count("marketo_tokens_issued")
-        expires_in = math.ceil(self.tokens[token] - now)
+        # Float addition can leave a fresh token a hair over its lifetime (now + 3600 - now == 3600.0000001):
+        # never report more than the lifetime.
+        expires_in = min(self.sb.settings.marketo_token_lifetime, math.ceil(self.tokens[token] - now))
         body = {"access_token": token, "token_type": "bearer", "expires_in": expires_in}
         return Response(200, {**body, "scope": "api-user@example.com"})
 
