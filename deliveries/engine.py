@@ -26,6 +26,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
+from deliveries import rollups
 from deliveries.models import Attempt, Delivery, RateBucket, Slot
 from integrations.models import Destination
 from integrations.vendors import DeliveryError, Result, Vendor
@@ -403,7 +404,7 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
                 delay = min(result.retry_after, 26 * 3600.0) + random.uniform(0, 60)
             else:
                 delay = backoff(max(attempts, 1), result.retry_after, timing)
-            deadline = delivery.event.received_at + destination.retry_deadline
+            deadline = (delivery.retry_from or delivery.event.received_at) + destination.retry_deadline
             if delivery.is_test:
                 outcome, message = "failed", message + " (test sends are not retried)"
             elif now + timedelta(seconds=delay) > deadline and not result.defer:
@@ -450,6 +451,11 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
                 setattr(delivery, name, value)
         _save_rows([delivery for delivery, _, _ in recorded], RECORDED_FIELDS)
         Attempt.objects.bulk_create([attempt for _, _, attempt in recorded])
+        rollups.add(
+            (destination.id, fields.get("delivered_at") or now, fields["status"], fields.get("latency_ms"))
+            for delivery, fields, _ in recorded
+            if fields["status"] in rollups.OUTCOMES and not delivery.is_test
+        )
         update = {}
         if any(fields["status"] == Delivery.Status.DELIVERED for _, fields, _ in recorded):
             update["last_delivered_at"] = now

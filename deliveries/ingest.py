@@ -347,7 +347,20 @@ def _rejected_values(source: Source, rejection: Rejection) -> tuple[dict[str, An
         name[:255] if isinstance(name, str) else "",
         user[:255] if isinstance(user, str) else "",
         anon[:255] if isinstance(anon, str) else "",
+        email_of(item) if isinstance(item, dict) else "",
     )
+
+
+def email_of(payload: dict[str, Any]) -> str:
+    """The person's email, for the Debugger's search: traits, then context.traits, then properties."""
+    context = payload.get("context")
+    context_traits = context.get("traits") if isinstance(context, dict) else None
+    for holder in (payload.get("traits"), context_traits, payload.get("properties")):
+        if isinstance(holder, dict):
+            email = holder.get("email")
+            if isinstance(email, str) and email:
+                return email[:255].lower()
+    return ""
 
 
 # Writing rows ---------------------------------------------------------------------------------------------
@@ -416,6 +429,7 @@ _EVENT_FIELDS = (
     "event",
     "user_id",
     "anonymous_id",
+    "email",
     "payload",
     "received_at",
     "timestamp",
@@ -669,6 +683,7 @@ def store(
             name[:255] if isinstance(name, str) else "",
             payload.get("userId") or "",
             payload.get("anonymousId") or "",
+            email_of(payload),
             _json_for_db(payload, conn),
             when,
             stamp,

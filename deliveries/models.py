@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from integrations.models import Destination, Source
@@ -20,6 +21,7 @@ class Event(models.Model):
     class Status(models.TextChoices):
         ACCEPTED = "accepted"
         REJECTED = "rejected"
+        TEST = "test", "test (Event Tester)"
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="events")
     message_id = models.CharField(max_length=255)
@@ -27,6 +29,9 @@ class Event(models.Model):
     event = models.CharField(max_length=255, blank=True, help_text="Track event name")
     user_id = models.CharField(max_length=255, blank=True)
     anonymous_id = models.CharField(max_length=255, blank=True)
+    email = models.CharField(
+        max_length=255, blank=True, help_text="traits.email, context.traits.email or properties.email, to search by"
+    )
     payload = models.JSONField(help_text="The normalised event as destinations get it")
     received_at = models.DateTimeField()
     timestamp = models.DateTimeField(help_text="Clock-skew-corrected event time")
@@ -45,6 +50,10 @@ class Event(models.Model):
             # The admin's exact message-id search (across sources) and its status filter, newest first.
             models.Index(fields=["message_id"], name="event_message"),
             models.Index(fields=["status", "received_at"], name="event_status_received"),
+            models.Index(fields=["email"], name="event_email"),
+        ]
+        permissions = [
+            ("use_event_tester", "Can use the Event Tester (dry runs and test sends)"),
         ]
         constraints = [
             # Dedupe: one accepted event per (source, messageId); rejected copies may repeat.
@@ -85,6 +94,17 @@ class Delivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True, help_text="From receivedAt to delivered")
     is_test = models.BooleanField(default=False)
+    replay = models.ForeignKey(
+        "Replay",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+        help_text="The replay that last queued this delivery",
+    )
+    retry_from = models.DateTimeField(
+        null=True, blank=True, help_text="When a replay queued it again: its retry deadline counts from here"
+    )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -96,6 +116,9 @@ class Delivery(models.Model):
             models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due"),
             models.Index(fields=["status", "lease_expires_at"], name="delivery_lease"),
             models.Index(fields=["destination", "created_at"], name="delivery_destination_created"),
+            # Event Delivery: filtered counts and issues of a destination over a window.
+            models.Index(fields=["destination", "status", "created_at"], name="delivery_destination_status"),
+            models.Index(fields=["event", "destination"], name="delivery_event_destination"),
         ]
 
     def __str__(self) -> str:
@@ -153,3 +176,95 @@ class RateBucket(models.Model):
 
     def __str__(self) -> str:
         return f"rate bucket of destination {self.destination_id}"
+
+
+class Replay(models.Model):
+    """Events sent again to chosen destinations, by selection or filter; it keeps its counts when done."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running", "queuing deliveries"
+        SENDING = "sending"
+        DONE = "done"
+        FAILED = "failed"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    criteria = models.JSONField(default=dict, help_text="Which events: selected ids, or a filter")
+    description = models.TextField(blank=True, help_text="The criteria in words")
+    destinations = models.ManyToManyField(Destination, related_name="replays")
+    include_delivered = models.BooleanField(
+        default=False, help_text="Also send events that these destinations have received already"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0, help_text="(event, destination) pairs that match")
+    processed = models.PositiveIntegerField(default=0, help_text="Pairs looked at so far")
+    queued = models.PositiveIntegerField(default=0, help_text="Deliveries queued")
+    skipped_delivered = models.PositiveIntegerField(default=0)
+    skipped_filtered = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"replay {self.pk}: {self.description or 'events'}"
+
+
+class DeliveryRollup(models.Model):
+    """Delivered and failed outcomes of a destination per minute (by when they happened) and latency bucket:
+    Event Delivery sums these instead of counting millions of delivery rows."""
+
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="rollups")
+    minute = models.DateTimeField()
+    status = models.CharField(max_length=16)
+    latency_bucket = models.SmallIntegerField(default=-1, help_text="Index into LATENCY_BUCKETS; -1 for failures")
+    count = models.PositiveIntegerField(default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "minute", "status", "latency_bucket"], name="delivery_rollup_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.destination_id} {self.minute} {self.status}: {self.count}"
+
+
+class SchemaRollup(models.Model):
+    """What a source sent per day: one row per event name (property "") and per property and observed type."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="schema_rollups")
+    day = models.DateField()
+    type = models.CharField(max_length=16)
+    name = models.CharField(max_length=255, blank=True, help_text="The track event's name ('' for other types)")
+    property = models.CharField(max_length=255, blank=True, help_text="'' for the event itself")
+    value_type = models.CharField(max_length=16, blank=True)
+    count = models.PositiveIntegerField(default=0)
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "day", "type", "name", "property", "value_type"], name="schema_rollup_key"
+            )
+        ]
+        indexes = [models.Index(fields=["source", "day"], name="schema_rollup_source_day")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.day} {self.type} {self.name} {self.property}"
+
+
+class RollupCursor(models.Model):
+    """How far a background fold has read an append-only table (the schema fold: the last Event id)."""
+
+    name = models.CharField(max_length=40, unique=True)
+    position = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"

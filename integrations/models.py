@@ -154,6 +154,9 @@ class Destination(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("manage_credentials", "Can see and change credentials, write keys and signing secrets"),
+        ]
 
     def __str__(self) -> str:
         return self.name
