@@ -25,6 +25,7 @@ from integrations.mapping import apply_mapping, check_mapping
 USER_AGENT = "cdphub/0.1 (+https://github.com/cdphub)"
 BODY_LIMIT = 4096  # characters of each recorded body
 REDACTED = "[REDACTED]"
+MASK = "********"  # a credential in a preview: never shown, not even redacted in place
 SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
 SECRET_KEYS = re.compile(r"secret|token|password|passwd|authorization|api[_-]?key|write[_-]?key|signature", re.I)
 
@@ -428,6 +429,21 @@ class Vendor:
     def deliver(self, events: list[dict[str, Any]]) -> list[Result]:
         """Send the events (at most `max_batch`); return one Result per event, in order."""
         raise NotImplementedError
+
+    def preview(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The request(s) deliver() would make for this one event, without any I/O (the Event Tester's dry run).
+
+        Each is {"method", "url", "headers", "body", "note"}, credentials masked; raise DeliveryError when the
+        event could not be sent. This default shows the mapped payload; vendors show their real requests.
+        """
+        return [{"method": "POST", "url": "", "headers": {}, "body": self.map_event(event), "note": ""}]
+
+    def masked_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """Headers as a preview shows them: secret ones masked, credentials inside other values too."""
+        return {
+            name: MASK if name.lower() in self.http.secret_headers else self.http.redact_text(str(value))
+            for name, value in headers.items()
+        }
 
     def classify(self, response: requests.Response) -> Result:
         """Default HTTP classes: 2xx delivered; 429 throttled; 408 and 5xx retried; any other status failed."""

@@ -54,6 +54,10 @@ ERROR_CODES = {
 
 UPSERT_OFF = "upsert_leads is off, so identify events are not sent to Marketo"
 WRONG_HOST = "Check the Munchkin ID or base URL against Admin → Web Services → REST API Endpoint."
+NOT_FOR_MARKETO = (
+    "Marketo takes identify events (with upsert_leads on) and track events mapped under config.activities: change "
+    "the config, or filter this destination to those events."
+)
 CDPHUB_FAULT = "Marketo refused cdphub's request itself, not your settings: report it with this attempt's exchanges."
 TRANSIENT = "Marketo had a passing problem; the delivery is retried and nothing needs changing unless it lasts."
 HINTS = {
@@ -358,14 +362,10 @@ class Marketo(Vendor):
         leads: dict[int, dict[str, Any]] = {}
         keys: dict[int, LeadKey] = {}
         for i, event in enumerate(events):
-            reason = self.skip_reason(settings, event)
-            mapped = {} if reason else self.map_event(event)
-            lead = {k: v for k, v in mapped.items() if v is not None} if isinstance(mapped, dict) else {}
-            if reason:
-                batch.settle([i], DeliveryError(reason, code="not_for_vendor"))
-            elif lead.get(config.lookup_field) in (None, ""):
-                error = f"The event has no value for the lookup field {config.lookup_field!r}."
-                batch.settle([i], DeliveryError(error, code="missing_lookup_value", hint=HINTS["1002"]))
+            try:
+                lead = self.lead(event, settings)
+            except DeliveryError as error:
+                batch.settle([i], error)
             else:
                 leads[i], keys[i] = lead, self._key(lead[config.lookup_field])
         track = [i for i in leads if events[i]["type"] == "track"]
@@ -382,6 +382,73 @@ class Marketo(Vendor):
             result.error_message = self.http.redact_text(result.error_message)  # Marketo may echo a credential
         self.http.take_exchanges()
         return results
+
+    def lead(self, event: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+        """The event's lead fields (nulls left out); DeliveryError when Marketo takes no such event or the lookup
+        field has no value."""
+        reason = self.skip_reason(settings, event)
+        if reason:
+            raise DeliveryError(reason, code="not_for_vendor")
+        mapped = self.map_event(event)
+        lead = {k: v for k, v in mapped.items() if v is not None} if isinstance(mapped, dict) else {}
+        if lead.get(self.config.lookup_field) in (None, ""):
+            error = f"The event has no value for the lookup field {self.config.lookup_field!r}."
+            raise DeliveryError(error, code="missing_lookup_value", hint=HINTS["1002"])
+        return lead
+
+    def activity(self, event: dict[str, Any], lead_id: Any) -> dict[str, Any]:
+        """The custom activity record of a mapped track event; DeliveryError when its primary attribute is empty."""
+        spec = self.config.activities[event["event"]]
+        primary = evaluate(spec["primary_attribute"], event)
+        if primary is None:
+            error = f"The event has no value for {spec['primary_attribute']!r}, the activity's primary attribute."
+            raise DeliveryError(error, code="missing_primary_attribute", hint=HINTS["primary"])
+        values = {name: evaluate(expression, event) for name, expression in spec.get("attributes", {}).items()}
+        return {
+            "leadId": lead_id,
+            "activityDate": _activity_date(event),
+            "activityTypeId": spec["activity_type_id"],
+            "primaryAttributeValue": _text(primary),
+            "attributes": [{"apiName": k, "value": _text(v)} for k, v in values.items() if v is not None],
+        }
+
+    def upsert_body(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"action": "createOrUpdate", "lookupField": self.config.lookup_field, "input": records}
+
+    def lookup_query(self, values: Iterable[str]) -> dict[str, str]:
+        lookup_field = self.config.lookup_field
+        return {"filterType": lookup_field, "filterValues": ",".join(values), "fields": f"id,{lookup_field}"}
+
+    def preview(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            lead = self.lead(event, dataclasses.asdict(self.config))
+        except DeliveryError as error:
+            error.hint = error.hint or NOT_FOR_MARKETO
+            raise
+        rest = f"{self.config.base}/rest/v1/"
+        headers = self.masked_headers({"Authorization": "Bearer (access token)", "Content-Type": "application/json"})
+        token = f"After an OAuth token call to {self.config.base}/identity/oauth/token (reused until it expires)."
+        upsert = {"method": "POST", "url": rest + "leads.json", "headers": headers, "body": self.upsert_body([lead])}
+        if event.get("type") == "identify":
+            return [{**upsert, "note": token + " Upserts the lead by " + self.config.lookup_field + "."}]
+        record = self.activity(event, "(the lead's id)")
+        query = urlencode(self.lookup_query([str(lead[self.config.lookup_field])]), safe=",")
+        lookup = {
+            "method": "GET",
+            "url": f"{rest}leads.json?{query}",
+            "headers": {k: v for k, v in headers.items() if k != "Content-Type"},
+            "body": None,
+            "note": token + " Marketo looks the lead up first (skipped when cdphub remembers its id).",
+        }
+        missing = "Only when the lookup finds no lead: " + (
+            "the lead is created." if self.config.upsert_leads else "with upsert_leads off the event fails instead."
+        )
+        calls = [lookup, {**upsert, "note": missing}] if self.config.upsert_leads else [lookup]
+        activity = {"method": "POST", "url": rest + "activities/external.json", "headers": headers}
+        note = f"The custom activity {record['activityTypeId']} for the lead found (or created)."
+        if not self.config.upsert_leads:
+            note += " " + missing
+        return [*calls, {**activity, "body": {"input": [record]}, "note": note}]
 
     def _key(self, value: Any) -> LeadKey:
         field_name = self.config.lookup_field
@@ -410,15 +477,10 @@ class Marketo(Vendor):
                 error = f"No Marketo lead has {key[1]} {leads[group[0]][key[1]]!r}."
                 batch.settle(group, DeliveryError(error, code="lead_not_found", hint=HINTS["1004"]))
             return
-        lookup_field = self.config.lookup_field
         with batch.call([i for group in members.values() for i in group]):
             # Two upserts of one lead at once create a duplicate lead (§2.4): one upsert per instance at a time.
             with vendor_lock(token_key("marketo-upsert", self.config.base.lower()), self.http.timeout + 5):
-                answers = self._post(
-                    "leads.json",
-                    list(records.values()),
-                    lambda part: {"action": "createOrUpdate", "lookupField": lookup_field, "input": part},
-                )
+                answers = self._post("leads.json", list(records.values()), self.upsert_body)
             for key, answer in zip(members, answers, strict=True):
                 if isinstance(answer, dict) and answer.get("status") in ("created", "updated") and "id" in answer:
                     ids[key] = answer["id"]
@@ -437,22 +499,11 @@ class Marketo(Vendor):
     ) -> None:
         records, sent = [], []
         for i in batch.open(keys):
-            spec = self.config.activities[events[i]["event"]]
-            primary = evaluate(spec["primary_attribute"], events[i])
-            if primary is None:
-                error = f"The event has no value for {spec['primary_attribute']!r}, the activity's primary attribute."
-                batch.settle([i], DeliveryError(error, code="missing_primary_attribute", hint=HINTS["primary"]))
+            try:
+                records.append(self.activity(events[i], ids[keys[i]]))
+            except DeliveryError as error:
+                batch.settle([i], error)
                 continue
-            values = {name: evaluate(expression, events[i]) for name, expression in spec.get("attributes", {}).items()}
-            records.append(
-                {
-                    "leadId": ids[keys[i]],
-                    "activityDate": _activity_date(events[i]),
-                    "activityTypeId": spec["activity_type_id"],
-                    "primaryAttributeValue": _text(primary),
-                    "attributes": [{"apiName": k, "value": _text(v)} for k, v in values.items() if v is not None],
-                }
-            )
             sent.append(i)
         if not records:
             return
@@ -474,7 +525,7 @@ class Marketo(Vendor):
     def _look_up(self, wanted: dict[LeadKey, str]) -> dict[LeadKey, int]:
         """Lead ids for these lookup values in one call (at most 300); values not found are left out."""
         lookup_field = self.config.lookup_field
-        query = {"filterType": lookup_field, "filterValues": ",".join(wanted.values()), "fields": f"id,{lookup_field}"}
+        query = self.lookup_query(wanted.values())
         encoded = urlencode(query, safe=",")
         if len(f"{self.config.base}/rest/v1/leads.json?{encoded}") <= MAX_URL:
             answer = self._call("GET", f"leads.json?{encoded}")

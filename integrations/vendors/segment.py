@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from integrations.vendors.base import Result, Vendor
+from integrations.vendors.base import DeliveryError, Result, Vendor
 
 MAX_EVENT_BYTES = 32_000
 MAX_BATCH_BYTES = 475_000  # Segment's limit is 500 KB; analytics-python keeps this margin for sentAt
@@ -41,8 +41,7 @@ class Segment(Vendor):
         chunks: list[list[tuple[int, dict[str, Any]]]] = [[]]
         size = 0
         for i, event in enumerate(events):
-            # Segment sets its own receivedAt; sentAt is the time of this request.
-            item = {k: v for k, v in self.map_event(event).items() if k not in ("writeKey", "receivedAt", "sentAt")}
+            item = self.item(event)
             encoded = len(orjson.dumps(item))
             if encoded > MAX_EVENT_BYTES:
                 results[i] = Result(
@@ -65,6 +64,29 @@ class Segment(Vendor):
             )
             results.update((i, result) for (i, _), result in zip(chunk, sent, strict=True))
         return [results[i] for i in range(len(events))]
+
+    def item(self, event: dict[str, Any]) -> dict[str, Any]:
+        # Segment sets its own receivedAt; sentAt is the time of this request.
+        return {k: v for k, v in self.map_event(event).items() if k not in ("writeKey", "receivedAt", "sentAt")}
+
+    def preview(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        item = self.item(event)
+        if len(orjson.dumps(item)) > MAX_EVENT_BYTES:
+            raise DeliveryError(
+                "The event is over Segment's 32 KB limit.",
+                code="event_too_large",
+                hint="Send fewer or shorter properties or traits, or map only what the Segment workspace needs.",
+            )
+        headers = {"Content-Type": "application/json", "Authorization": "Basic (the write key)"}
+        return [
+            {
+                "method": "POST",
+                "url": self.config.base_url.rstrip("/") + "/v1/batch",
+                "headers": self.masked_headers(headers),
+                "body": {"batch": [item], "sentAt": _now()},
+                "note": "Basic auth with the destination's write key; up to 100 events share one call.",
+            }
+        ]
 
 
 def _now() -> str:

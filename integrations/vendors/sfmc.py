@@ -302,6 +302,12 @@ class Sfmc(Vendor):
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         return self.http.request("POST", url, data=orjson.dumps(body), headers=headers, extra=extra)
 
+    def preview_call(self, url: str, body: Any) -> dict[str, Any]:
+        """A REST POST as the Event Tester shows it: the bearer token masked, the token call named."""
+        headers = {"Authorization": "Bearer (access token)", "Content-Type": "application/json"}
+        note = f"After an OAuth token call to {self.config.auth}{TOKEN_PATH} (a token is reused until it expires)."
+        return {"method": "POST", "url": url, "headers": self.masked_headers(headers), "body": body, "note": note}
+
     def call(self, url: str, body: Any, *, extra: bool = False) -> tuple[Result, Any]:
         """One POST, classified, with its exchanges (token calls included); also the JSON of a 2xx answer."""
         data = None
@@ -455,19 +461,14 @@ class SfmcJourney(Sfmc):
         results: dict[int, Result] = {}
         members: list[tuple[int, str, dict[str, Any]]] = []
         for i, event in enumerate(events):
-            mapped = self.map_event(event)
-            mapped = mapped if isinstance(mapped, dict) else {}
-            contact = _text(mapped.get("ContactKey"))
-            if contact is None:
-                message = "The mapped ContactKey is empty: the event has no contact key (userId) to enter the journey."
-                results[i] = self.fail("missing_contact_key", message).result([])
-            else:
-                members.append((i, contact, _present(mapped.get("Data"))))
+            try:
+                members.append((i, *self.member(event)))
+            except DeliveryError as error:
+                results[i] = error.result([])
         key = self.config.event_definition_key
         if len(members) == 1:
             i, contact, data = members[0]
-            body = {"ContactKey": contact, "EventDefinitionKey": key, "Data": data}
-            results[i] = self.call(self.config.rest + "/interaction/v1/events", body)[0]
+            results[i] = self.call(self.config.rest + "/interaction/v1/events", self.entry(contact, data))[0]
         elif members:
             body = {"eventDefinitionKey": key, "members": [{"contactKey": c, "data": d} for _, c, d in members]}
             result, data = self.call(self.config.rest + "/interaction/v1/async/events", body)
@@ -476,6 +477,24 @@ class SfmcJourney(Sfmc):
                 answer = answers[n] if isinstance(answers, list) and n < len(answers) else None
                 results[i] = self.member_result(result, answer)
         return [results[i] for i in range(len(events))]
+
+    def member(self, event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The event's contact key and journey data; DeliveryError when it has no contact key."""
+        mapped = self.map_event(event)
+        mapped = mapped if isinstance(mapped, dict) else {}
+        contact = _text(mapped.get("ContactKey"))
+        if contact is None:
+            message = "The mapped ContactKey is empty: the event has no contact key (userId) to enter the journey."
+            raise self.fail("missing_contact_key", message)
+        return contact, _present(mapped.get("Data"))
+
+    def entry(self, contact: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The body of one contact's synchronous journey entry (§1.4)."""
+        return {"ContactKey": contact, "EventDefinitionKey": self.config.event_definition_key, "Data": data}
+
+    def preview(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        body = self.entry(*self.member(event))
+        return [self.preview_call(self.config.rest + "/interaction/v1/events", body)]
 
     def member_result(self, batch: Result, answer: Any) -> Result:
         """A member's own outcome from the async answer (members come back in request order, §1.4)."""
@@ -536,16 +555,11 @@ class SfmcDataExtension(Sfmc):
         results: dict[int, Result] = {}
         rows: list[tuple[int, dict[str, Any]]] = []
         for i, event in enumerate(events):
-            mapped = self.map_event(event)
-            mapped = mapped if isinstance(mapped, dict) else {}
-            keys = mapped.get("keys") if isinstance(mapped.get("keys"), dict) else {}
-            blank = [name for name, value in keys.items() if _text(value) is None]
-            if not keys or blank:
-                message = f"The row has no value for the primary key {', '.join(blank) or '(mapping.keys is empty)'}."
-                results[i] = self.fail("missing_primary_key", message).result([])
-            else:
-                rows.append((i, {"keys": keys, "values": _present(mapped.get("values"))}))
-        url = f"{self.config.rest}/hub/v1/dataevents/key:{quote(self.config.data_extension_key, safe='')}/rowset"
+            try:
+                rows.append((i, self.row(event)))
+            except DeliveryError as error:
+                results[i] = error.result([])
+        url = self.rowset_url
         if rows:
             batch, _ = self.call(url, [row for _, row in rows])
             if batch.outcome == "failed" and batch.status_code == 400 and len(rows) > 1:
@@ -555,6 +569,24 @@ class SfmcDataExtension(Sfmc):
             for (i, _), result in zip(rows, outcomes, strict=True):
                 results[i] = result
         return [results[i] for i in range(len(events))]
+
+    def row(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event's row ({"keys", "values"}); DeliveryError when a primary key has no value."""
+        mapped = self.map_event(event)
+        mapped = mapped if isinstance(mapped, dict) else {}
+        keys = mapped.get("keys") if isinstance(mapped.get("keys"), dict) else {}
+        blank = [name for name, value in keys.items() if _text(value) is None]
+        if not keys or blank:
+            message = f"The row has no value for the primary key {', '.join(blank) or '(mapping.keys is empty)'}."
+            raise self.fail("missing_primary_key", message)
+        return {"keys": keys, "values": _present(mapped.get("values"))}
+
+    @property
+    def rowset_url(self) -> str:
+        return f"{self.config.rest}/hub/v1/dataevents/key:{quote(self.config.data_extension_key, safe='')}/rowset"
+
+    def preview(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        return [self.preview_call(self.rowset_url, [self.row(event)])]
 
     def one_by_one(self, url: str, rows: list[dict[str, Any]], before: list[dict[str, Any]]) -> list[Result]:
         """Resend each row alone after a refused batch: SFMC saved the rows before the first bad one and rejected

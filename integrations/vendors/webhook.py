@@ -59,13 +59,22 @@ class Webhook(Vendor):
         return set(self.credentials.headers) | {"webhook-signature"}
 
     def deliver(self, events: list[dict[str, Any]]) -> list[Result]:
+        payload, message_id = self.payload(events)
+        body = orjson.dumps(payload)
+        headers = self.headers(message_id, body)
+        return self.send(
+            events, lambda: self.http.request(self.config.method, self.config.url, data=body, headers=headers)
+        )
+
+    def payload(self, events: list[dict[str, Any]]) -> tuple[Any, str]:
+        """The body (one mapped event, or {"batch": [...]} when batching) and the webhook-id it is signed with."""
         mapped = [self.map_event(e) for e in events]
         if self.config.batch_size > 1:
-            body = orjson.dumps({"batch": mapped})
             message_id = "batch_" + hashlib.sha256("|".join(e["messageId"] for e in events).encode()).hexdigest()[:32]
-        else:
-            body = orjson.dumps(mapped[0])
-            message_id = events[0]["messageId"]
+            return {"batch": mapped}, message_id
+        return mapped[0], events[0]["messageId"]
+
+    def headers(self, message_id: str, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self.config.headers, **self.credentials.headers}
         if self.credentials.signing_secret:
             timestamp = int(time.time())
@@ -74,6 +83,18 @@ class Webhook(Vendor):
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": sign(self.credentials.signing_secret, message_id, timestamp, body),
             }
-        return self.send(
-            events, lambda: self.http.request(self.config.method, self.config.url, data=body, headers=headers)
-        )
+        return headers
+
+    def preview(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        payload, message_id = self.payload([event])
+        signed = bool(self.credentials.signing_secret)
+        note = "Signed the Standard Webhooks way (webhook-signature, hidden here)." if signed else "Not signed."
+        return [
+            {
+                "method": self.config.method,
+                "url": self.config.url,
+                "headers": self.masked_headers(self.headers(message_id, orjson.dumps(payload))),
+                "body": payload,
+                "note": note,
+            }
+        ]
