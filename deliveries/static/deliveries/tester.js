@@ -36,7 +36,8 @@
 
   function labelsFor(type) {
     const nameField = NAME_OF[type];
-    $("b-name").disabled = !nameField;
+    // identify, group and alias have no name: the row goes away rather than keep a stale value.
+    $("b-name").hidden = $("b-name-label").hidden = !nameField;
     $("b-name-label").textContent = nameField === "event" ? "Event name" : "Name";
     $("b-rows-title").textContent = ROWS_OF[type] === "traits" ? "Traits" : "Properties";
   }
