@@ -412,7 +412,6 @@ def detail_view(model_admin: Any, request: HttpRequest, event_id: int) -> HttpRe
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"{event.type} {event.event}".strip(),
-        "subtitle": f"Received {moment(event.received_at)}",
         "opts": model_admin.opts,
         "event": event,
         "received": moment(event.received_at, precise=True),
