@@ -97,7 +97,7 @@ def failing(destination, source, ago=timedelta(minutes=30), status="failed", cod
 def test_percentiles_interpolate_inside_the_latency_bucket():
     # 10 deliveries between 50 and 100 ms (bucket 2): the median sits halfway.
     assert event_delivery.percentile({2: 10}, {2: 750}, 0.5) == pytest.approx(75)
-    # 90 fast (0–25 ms) and 10 slow (500–750 ms): p95 is halfway through the slow bucket.
+    # 90 fast (0-25 ms) and 10 slow (500-750 ms): p95 is halfway through the slow bucket.
     assert event_delivery.percentile({0: 90, 6: 10}, {}, 0.95) == pytest.approx(625)
     assert event_delivery.percentile({}, {}, 0.5) is None
 
@@ -123,7 +123,7 @@ def test_the_tiles_count_the_windows_outcomes_from_the_rollups(admin_client, des
     assert context["window"].key == "24h"
     summary = context["summary"]
     assert (summary.delivered, summary.failed) == (10, 2)
-    assert summary.p50 == pytest.approx(50 + 50 * 5 / 6)  # the 5th of 6 in the 50–100 ms bucket
+    assert summary.p50 == pytest.approx(50 + 50 * 5 / 6)  # the 5th of 6 in the 50-100 ms bucket
     assert 500 < summary.p95 <= 750
     assert context["filtered"] == 1
 
@@ -210,7 +210,8 @@ def test_samples_show_what_was_received_the_request_sent_and_the_response(admin_
     html = response.content.decode()
     assert response.status_code == 200
     assert "<html" not in html  # a fragment for the page to insert
-    assert "Received" in html and "&quot;userId&quot;: &quot;user-42&quot;" in html
+    assert "Received" in html
+    assert "&quot;userId&quot;: &quot;user-42&quot;" in html
     assert "POST https://hooks.example.com/in" in html
     assert "vendor exploded" in html
     assert reverse("admin:deliveries_delivery_change", args=[wanted.pk]) in html
