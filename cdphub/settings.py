@@ -40,7 +40,7 @@ ALLOW_PRIVATE_URLS = env_flag("CDPHUB_ALLOW_PRIVATE_URLS")
 BEHIND_PROXY = env_flag("CDPHUB_BEHIND_PROXY")  # trust X-Forwarded-For for context.ip
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "cdphub.apps.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
