@@ -46,16 +46,17 @@ class Window:
     label: str
     span: timedelta
     step: timedelta
+    step_label: str
 
 
 WINDOWS = {
     w.key: w
     for w in (
-        Window("10m", "10 minutes", timedelta(minutes=10), timedelta(minutes=1)),
-        Window("1h", "1 hour", timedelta(hours=1), timedelta(minutes=5)),
-        Window("24h", "24 hours", timedelta(hours=24), timedelta(hours=1)),
-        Window("7d", "7 days", timedelta(days=7), timedelta(hours=6)),
-        Window("14d", "14 days", timedelta(days=14), timedelta(hours=12)),
+        Window("10m", "10 minutes", timedelta(minutes=10), timedelta(minutes=1), "minute"),
+        Window("1h", "1 hour", timedelta(hours=1), timedelta(minutes=5), "5 minutes"),
+        Window("24h", "24 hours", timedelta(hours=24), timedelta(hours=1), "hour"),
+        Window("7d", "7 days", timedelta(days=7), timedelta(hours=6), "6 hours"),
+        Window("14d", "14 days", timedelta(days=14), timedelta(hours=12), "12 hours"),
     )
 }
 DEFAULT_WINDOW = "24h"
@@ -194,6 +195,14 @@ class Summary:
     mean: float | None = None
 
     @property
+    def p50_text(self) -> str:
+        return duration(self.p50) if self.p50 is not None else "-"
+
+    @property
+    def p95_text(self) -> str:
+        return duration(self.p95) if self.p95 is not None else "-"
+
+    @property
     def success_rate(self) -> float | None:
         done = self.delivered + self.failed
         return 100.0 * self.delivered / done if done else None
@@ -237,7 +246,7 @@ def chart_data(buckets: list[Bucket], window: Window) -> dict[str, Any]:
         "delivered": [b.delivered for b in buckets],
         "failed": [b.failed for b in buckets],
         "p95": [round(v) if v is not None else None for v in p95],
-        "step": duration(window.step.total_seconds() * 1000),
+        "step": window.step_label,
     }
 
 
