@@ -3,6 +3,7 @@ issue's samples (received event, request sent, response), then Retry these."""
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from datetime import timedelta
@@ -19,6 +20,7 @@ from integrations.models import Destination, Source
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 API_KEY = "sk-browser-never-shown-42"
+HINT = "Send a valid email in traits.email, or filter out events without one."
 
 
 def seed(source: Source) -> Destination:
@@ -31,12 +33,13 @@ def seed(source: Source) -> Destination:
         credentials={"headers": {"X-Api-Key": API_KEY}},
         last_error="HTTP 422: email is not valid",
         last_error_code="http_422",
-        last_error_hint="Send a valid email in traits.email, or filter out events without one.",
+        last_error_hint=HINT,
         last_error_at=timezone.now() - timedelta(minutes=4),
     )
     crm.sources.add(source)
+    newsletter = {"url": "https://n.example.com"}
     Destination.objects.create(
-        name="Old newsletter", slug="old-newsletter", vendor="webhook", config={"url": "https://n.example.com"}, paused=True
+        name="Old newsletter", slug="old-newsletter", vendor="webhook", config=newsletter, paused=True
     )
     now = timezone.now()
     rng = random.Random(6)
@@ -48,7 +51,7 @@ def seed(source: Source) -> Destination:
             outcomes += [(crm.pk, at, "failed", None)] * rng.randint(1, 3)
     rollups.add(outcomes)
     errors = [
-        ("http_422", "HTTP 422: email is not valid", "Send a valid email in traits.email, or filter out events without one.", 6),
+        ("http_422", "HTTP 422: email is not valid", HINT, 6),
         ("http_503", "HTTP 503: Service Unavailable", "", 2),
     ]
     for code, message, hint, count in errors:
@@ -102,12 +105,12 @@ def seed(source: Source) -> Destination:
                             "method": "POST",
                             "url": "https://crm.example.com/in",
                             "headers": {"Content-Type": "application/json", "X-Api-Key": "••••••••"},
-                            "body": '{"event": "Order Completed", "email": "not-an-email-%d"}' % i,
+                            "body": json.dumps({"event": "Order Completed", "email": f"not-an-email-{i}"}),
                         },
                         "response": {
                             "status": status_code,
                             "headers": {"Content-Type": "application/json"},
-                            "body": '{"error": "%s"}' % message.split(": ", 1)[1],
+                            "body": json.dumps({"error": message.split(": ", 1)[1]}),
                         },
                         "error": "",
                         "duration_ms": 87,
