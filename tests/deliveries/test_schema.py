@@ -4,7 +4,7 @@ and the page that reads it per source and window (names, traits, properties, typ
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -229,7 +229,7 @@ def test_long_keys_are_cut_to_the_column(source):
 
 
 def test_a_day_is_the_local_date_of_received_at(source):
-    at = datetime(2025, 3, 10, 2, 30, tzinfo=dt_timezone.utc)  # 22:30 the day before in New York
+    at = datetime(2025, 3, 10, 2, 30, tzinfo=UTC)  # 22:30 the day before in New York
     send(source, at=at)
     with timezone.override("America/New_York"):
         schema.fold()
@@ -323,7 +323,8 @@ def test_the_names_link_to_the_debugger_filtered_by_that_name(admin_client, sour
     response = page(admin_client, source=source.pk)
     row = response.context["tables"][0]["rows"][0]
     assert row["debugger_url"].startswith(reverse("admin:deliveries_event_debugger"))
-    assert f"source={source.pk}" in row["debugger_url"] and "event=Order+Completed" in row["debugger_url"]
+    assert f"source={source.pk}" in row["debugger_url"]
+    assert "event=Order+Completed" in row["debugger_url"]
 
 
 def test_the_page_says_how_many_events_are_not_counted_yet(admin_client, source):
