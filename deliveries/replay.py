@@ -90,10 +90,10 @@ def describe(criteria: dict[str, Any]) -> str:
     if "events" in criteria:
         count = len(criteria["events"])
         return f"{count} selected event{'s' if count != 1 else ''}"
-    what = criteria.get("type") or "all"
+    what = [criteria.get("type") or ""]
     if criteria.get("event"):
-        what = f"{what} “{criteria['event']}”"
-    parts = [f"{what} events"]
+        what.append(f"“{criteria['event']}”")
+    parts = [" ".join(w for w in what if w) or "All", "events"]
     if criteria.get("source"):
         source = Source.objects.filter(pk=criteria["source"]).values_list("name", flat=True).first()
         parts.append(f"from {source or 'a deleted source'}")
@@ -107,7 +107,7 @@ def describe(criteria: dict[str, Any]) -> str:
         parts.append("never sent to the destination")
     elif status != "any":
         parts.append(f"whose delivery is {status}")
-    return " ".join(parts).replace("all events", "All events", 1)
+    return " ".join(parts)
 
 
 # The dry run ----------------------------------------------------------------------------------------
@@ -495,7 +495,7 @@ class ReplayAdmin(admin.ModelAdmin):
                 criteria = form.criteria()
                 destinations = list(form.cleaned_data["destinations"])
                 include = form.cleaned_data["include_delivered"]
-                if request.POST.get("action") == "replay":
+                if request.POST.get("replay"):
                     replay = start(request, criteria, destinations, include)
                     return HttpResponseRedirect(reverse("admin:deliveries_replay_change", args=[replay.pk]))
                 counts = dry_run(criteria, destinations, include)
@@ -519,6 +519,7 @@ class ReplayAdmin(admin.ModelAdmin):
             "sample": SAMPLE,
             "journey_ids": [d.pk for d in form.fields["destinations"].queryset if d.vendor == JOURNEY],
             "filter_url": reverse("admin:deliveries_replay_add"),
+            "time_zone": timezone.get_current_timezone_name(),
             "filter_fields": [form[name] for name in ("source", "since", "until", "type", "event", "delivery_status")],
         }
         return TemplateResponse(request, "admin/deliveries/replay/form.html", context)
@@ -533,7 +534,6 @@ class ReplayAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": f"Replay {replay.pk}",
-            "subtitle": replay.description,
             "opts": self.opts,
             "original": replay,
             "destinations": replay.destinations.defer("credentials").order_by("name"),

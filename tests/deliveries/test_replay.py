@@ -278,7 +278,7 @@ def test_replaying_from_the_form_records_the_replay_runs_it_and_shows_its_progre
     event = make_event(source)
     make_delivery(hook, event, status="failed", attempts=2)
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(ADD, {"events": str(event.pk), "destinations": [hook.pk], "action": "replay"})
+        response = admin_client.post(ADD, {"events": str(event.pk), "destinations": [hook.pk], "replay": "Replay"})
     replay = Replay.objects.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:deliveries_replay_change", args=[replay.pk])
@@ -295,13 +295,14 @@ def test_replaying_from_the_form_records_the_replay_runs_it_and_shows_its_progre
 def test_a_journey_needs_the_confirmation_that_contacts_enter_it_again(admin_client, source):
     destination = journey(source)
     event = make_event(source, email="ada@example.com")
-    data = {"events": str(event.pk), "destinations": [destination.pk], "action": "replay"}
+    data = {"events": str(event.pk), "destinations": [destination.pk], "replay": "Replay"}
     response = admin_client.post(ADD, data)
     assert response.status_code == 200
     assert "re-enters these contacts" in response.content.decode()
     assert response.context["form"].errors["confirm_journey"]
     assert not Replay.objects.exists()
-    response = admin_client.post(ADD, {**data, "action": "Count", "confirm_journey": "on"})
+    counted = {"events": str(event.pk), "destinations": [destination.pk], "action": "Count", "confirm_journey": "on"}
+    response = admin_client.post(ADD, counted)
     assert response.status_code == 200
     assert not response.context["form"].errors
 
@@ -320,7 +321,7 @@ def test_a_marketer_replays_and_sees_the_progress(marketer, source, kicks, djang
     event = make_event(source)
     assert marketer.get(ADD).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
-        response = marketer.post(ADD, {"events": str(event.pk), "destinations": [hook.pk], "action": "replay"})
+        response = marketer.post(ADD, {"events": str(event.pk), "destinations": [hook.pk], "replay": "Replay"})
     assert response.status_code == 302
     replay = Replay.objects.get()
     assert marketer.get(response["Location"]).status_code == 200

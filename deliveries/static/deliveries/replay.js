@@ -36,6 +36,9 @@
           el.textContent = number(state[name]);
         }
       });
+      root.querySelectorAll("[data-nonzero]").forEach((row) => {
+        row.classList.toggle("zero", !state[row.dataset.nonzero]);
+      });
       bar.value = state.percent;
       root.dataset.status = state.status;
       root.dataset.done = state.done ? "1" : "0";
