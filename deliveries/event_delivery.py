@@ -15,8 +15,9 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
-from django.db.models import Case, Count, IntegerField, Max, Min, OuterRef, Q, Subquery, Sum, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, Count, Expression, IntegerField, Max, Min, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.expressions import RawSQL
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -27,7 +28,7 @@ from django.utils.http import urlencode
 from deliveries.display import duration, pretty_body, render_exchanges
 from deliveries.engine import retry_now
 from deliveries.models import Attempt, Delivery, DeliveryRollup
-from deliveries.rollups import LATENCY_BUCKETS, minute_of
+from deliveries.rollups import FAILED_BUCKET, LATENCY_BUCKETS, minute_of
 from integrations.admin import misconfigured
 from integrations.models import Destination
 
@@ -35,6 +36,7 @@ PERMISSION = "deliveries.view_delivery"
 RETRY_PERMISSION = "deliveries.change_delivery"
 ISSUE_GROUPS = 20
 SAMPLES = 20
+ISSUE_SCAN = 10_000  # newest failed (and retrying) deliveries the issues read: grouping errors needs the rows
 RETRY_CHUNK = 1000
 BACKLOG = (Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT, Delivery.Status.RETRYING)
 ISSUE_STATUSES = (Delivery.Status.FAILED, Delivery.Status.RETRYING)
@@ -62,9 +64,15 @@ WINDOWS = {
 DEFAULT_WINDOW = "24h"
 
 
-def window_of(request: HttpRequest) -> Window:
+# The index sums every destination's minutes: beyond a day that is millions of rollup rows, so longer windows
+# are on each destination's page only.
+INDEX_WINDOWS = ("10m", "1h", "24h")
+
+
+def window_of(request: HttpRequest, allowed: tuple[str, ...] = tuple(WINDOWS)) -> Window:
     data = request.POST if request.method == "POST" else request.GET
-    return WINDOWS.get(data.get("window", ""), WINDOWS[DEFAULT_WINDOW])
+    key = data.get("window", "")
+    return WINDOWS[key] if key in allowed else WINDOWS[DEFAULT_WINDOW]
 
 
 def urls(model_admin: Any) -> list[URLPattern]:
@@ -144,8 +152,8 @@ class Bucket:
     histogram: dict[int, int] = field(default_factory=dict)
     sums: dict[int, int] = field(default_factory=dict)
 
-    def add(self, status: str, latency_bucket: int, count: int, latency_sum: int) -> None:
-        if status == Delivery.Status.DELIVERED:
+    def add(self, latency_bucket: int, count: int, latency_sum: int) -> None:
+        if latency_bucket != FAILED_BUCKET:
             self.delivered += count
             self.histogram[latency_bucket] = self.histogram.get(latency_bucket, 0) + count
             self.sums[latency_bucket] = self.sums.get(latency_bucket, 0) + latency_sum
@@ -166,23 +174,46 @@ def bucket_starts(window: Window, now: datetime) -> list[datetime]:
     return list(reversed(starts))
 
 
-def rollup_buckets(destination_ids: list[int], window: Window, now: datetime) -> dict[int, list[Bucket]]:
-    """Delivered and failed per destination and chart bucket, with their latency histograms: one grouped query
-    over the rollups' (destination, minute, …) key, so 14 days of minutes come back as a few hundred rows."""
-    starts = bucket_starts(window, now)
-    since = minute_of(now - window.span)
+def slot_expression(starts: list[datetime], step: timedelta) -> Expression:
+    """Which chart bucket a rollup row's minute falls in, as arithmetic on the column where the database allows:
+    a CASE over the bucket starts costs twice as much per row over 14 days of minutes."""
+    origin, seconds = starts[0], int(step.total_seconds())
+    column = f"{connection.ops.quote_name(DeliveryRollup._meta.db_table)}.{connection.ops.quote_name('minute')}"
+    if connection.vendor == "sqlite":
+        # julianday() is a float: a second's margin keeps a bucket's first minute inside that bucket.
+        sql = f"CAST(((julianday({column}) - julianday(%s)) * 86400 + 1) / %s AS INTEGER)"
+        return RawSQL(sql, (connection.ops.adapt_datetimefield_value(origin), seconds), output_field=IntegerField())
+    if connection.vendor == "postgresql":
+        sql = f"CAST(FLOOR(EXTRACT(EPOCH FROM ({column} - %s)) / %s) AS INTEGER)"
+        return RawSQL(sql, (origin, seconds), output_field=IntegerField())
     whens = [When(minute__lt=start, then=Value(i - 1)) for i, start in enumerate(starts[1:], 1)]
-    index = Case(*whens, default=Value(len(starts) - 1), output_field=IntegerField())
+    return Case(*whens, default=Value(len(starts) - 1), output_field=IntegerField())
+
+
+def rollup_buckets(
+    destination_ids: list[int], window: Window, now: datetime, chart: bool = True
+) -> dict[int, list[Bucket]]:
+    """Delivered and failed per destination and chart bucket (or one bucket for the window), with their latency
+    histograms: one grouped query over the rollups' (destination, minute, …) key, a few hundred rows back."""
+    starts = bucket_starts(window, now) if chart else [minute_of(now - window.span)]
+    since = minute_of(now - window.span)
+    rows = DeliveryRollup.objects.filter(destination_id__in=destination_ids, minute__gte=since)
+    if chart:
+        rows = rows.annotate(slot=slot_expression(starts, window.step))
+    else:
+        rows = rows.annotate(slot=Value(0, output_field=IntegerField()))
+    # Not grouped by status: the latency bucket says it (FAILED_BUCKET for failures), and a text column in the
+    # GROUP BY more than doubles the cost of 14 days of minutes.
     rows = (
-        DeliveryRollup.objects.filter(destination_id__in=destination_ids, minute__gte=since)
-        .annotate(slot=index)
-        .values("destination_id", "slot", "status", "latency_bucket")
+        rows.values("destination_id", "slot", "latency_bucket")
         .annotate(n=Sum("count"), total=Sum("latency_ms_sum"))
         .order_by()
     )
     out = {d: [Bucket(start) for start in starts] for d in destination_ids}
+    last = len(starts) - 1
     for row in rows:
-        out[row["destination_id"]][row["slot"]].add(row["status"], row["latency_bucket"], row["n"], row["total"])
+        slot = min(max(row["slot"], 0), last)  # a DST change can shift the last minutes by an hour
+        out[row["destination_id"]][slot].add(row["latency_bucket"], row["n"], row["total"])
     return out
 
 
@@ -261,8 +292,8 @@ def state_of(destination: Destination) -> tuple[str, str]:
     return "enabled", ""
 
 
-def windows_nav(request: HttpRequest, current: Window) -> list[dict[str, Any]]:
-    return [{"key": w.key, "label": w.label, "current": w.key == current.key} for w in WINDOWS.values()]
+def windows_nav(current: Window, allowed: tuple[str, ...] = tuple(WINDOWS)) -> list[dict[str, Any]]:
+    return [{"key": k, "label": WINDOWS[k].label, "current": k == current.key} for k in allowed]
 
 
 # The pages -----------------------------------------------------------------------------------------
@@ -271,7 +302,7 @@ def windows_nav(request: HttpRequest, current: Window) -> list[dict[str, Any]]:
 def index_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     """Every destination with its window's numbers, each linking to its own page."""
     check_permission(request)
-    window = window_of(request)
+    window = window_of(request, INDEX_WINDOWS)
     now = timezone.now()
     destinations = list(
         Destination.objects.only(
@@ -279,7 +310,7 @@ def index_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         ).order_by("name")
     )
     ids = [d.pk for d in destinations]
-    buckets = rollup_buckets(ids, window, now)
+    buckets = rollup_buckets(ids, window, now, chart=False)
     current = current_counts(ids)
     rows = []
     for destination in destinations:
@@ -299,16 +330,24 @@ def index_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         "title": "Event Delivery",
         "opts": model_admin.opts,
         "window": window,
-        "windows": windows_nav(request, window),
+        "windows": windows_nav(window, INDEX_WINDOWS),
         "rows": rows,
     }
     return TemplateResponse(request, "admin/deliveries/event_delivery_index.html", context)
 
 
-def issues_of(destination: Destination, since: datetime) -> list[dict[str, Any]]:
-    """Failed and retrying deliveries of the window grouped by error, the 20 largest groups first."""
+def issues_of(destination: Destination, since: datetime) -> tuple[list[dict[str, Any]], bool]:
+    """Failed and retrying deliveries of the window grouped by error, the 20 largest groups first, and whether
+    only the newest ISSUE_SCAN of each status were read (a destination failing everything for two weeks)."""
+    window = Delivery.objects.filter(destination=destination, created_at__gte=since)
+    newest = [window.filter(status=s).order_by("-created_at").values("id")[:ISSUE_SCAN] for s in ISSUE_STATUSES]
+    capped = any(
+        window.filter(status=s).order_by("-created_at")[ISSUE_SCAN : ISSUE_SCAN + 1].exists() for s in ISSUE_STATUSES
+    )
+    # Capped, the ids alone pick the rows (by primary key); the window's other rows are not read.
+    scanned = Delivery.objects.filter(Q(id__in=newest[0]) | Q(id__in=newest[1]))
     rows = (
-        Delivery.objects.filter(destination=destination, status__in=ISSUE_STATUSES, created_at__gte=since)
+        (scanned if capped else window.filter(status__in=ISSUE_STATUSES))
         .values("error_code", "error_message")
         .annotate(
             n=Count("id"),
@@ -319,7 +358,7 @@ def issues_of(destination: Destination, since: datetime) -> list[dict[str, Any]]
         )
         .order_by("-n", "error_code")[:ISSUE_GROUPS]
     )
-    return [{**row, "retrying": row["n"] - row["failed"]} for row in rows]
+    return [{**row, "retrying": row["n"] - row["failed"]} for row in rows], capped
 
 
 def destination_view(model_admin: Any, request: HttpRequest, destination_id: int) -> HttpResponse:
@@ -336,7 +375,7 @@ def destination_view(model_admin: Any, request: HttpRequest, destination_id: int
     ).count()
     state, state_text = state_of(destination)
     base = reverse("admin:deliveries_delivery_event_delivery", args=[destination.pk])
-    issues = issues_of(destination, since)
+    issues, issues_capped = issues_of(destination, since)
     for issue in issues:
         query = urlencode({"window": window.key, "code": issue["error_code"], "message": issue["error_message"]})
         issue["samples_url"] = reverse("admin:deliveries_delivery_event_delivery_samples", args=[destination.pk])
@@ -353,7 +392,7 @@ def destination_view(model_admin: Any, request: HttpRequest, destination_id: int
         "state": state,
         "state_text": state_text,
         "window": window,
-        "windows": windows_nav(request, window),
+        "windows": windows_nav(window),
         "base_url": base,
         "since": since,
         "summary": summary,
@@ -363,6 +402,8 @@ def destination_view(model_admin: Any, request: HttpRequest, destination_id: int
         "filtered": filtered,
         "chart": chart_data(buckets, window),
         "issues": issues,
+        "issues_capped": issues_capped,
+        "issue_scan": ISSUE_SCAN,
         "can_retry": can_retry,
         "retry_url": reverse("admin:deliveries_delivery_event_delivery_retry", args=[destination.pk]),
         "replay_url": optional_url(

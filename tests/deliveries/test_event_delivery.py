@@ -303,3 +303,24 @@ def test_the_index_lists_every_destination_with_its_numbers(admin_client, destin
 def test_the_destination_page_links_to_its_event_delivery(admin_client, destination):
     html = admin_client.get(reverse("admin:integrations_destination_change", args=[destination.pk])).content.decode()
     assert page_url(destination) in html
+
+
+def test_the_index_offers_windows_up_to_a_day(admin_client, destination):
+    response = admin_client.get(reverse("admin:deliveries_delivery_event_delivery_index"), {"window": "14d"})
+    assert response.context["window"].key == "24h"
+    assert [w["key"] for w in response.context["windows"]] == ["10m", "1h", "24h"]
+
+
+def test_issues_of_a_destination_failing_everything_read_only_the_newest_rows(
+    admin_client, destination, source, monkeypatch
+):
+    monkeypatch.setattr(event_delivery, "ISSUE_SCAN", 2)
+    old = failing(destination, source, ago=timedelta(hours=3), code="old_error", message="An old error")
+    for _ in range(3):
+        failing(destination, source, ago=timedelta(minutes=5))
+    failing(destination, source, ago=timedelta(minutes=5), status="retrying")
+    response = admin_client.get(page_url(destination))
+    assert response.context["issues_capped"]
+    assert [(i["error_code"], i["n"]) for i in response.context["issues"]] == [("http_500", 3)]
+    assert "the issues count the newest 2 failed" in response.content.decode()
+    assert old.error_code not in {i["error_code"] for i in response.context["issues"]}
