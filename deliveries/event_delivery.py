@@ -339,13 +339,14 @@ def index_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
 def issues_of(destination: Destination, since: datetime) -> tuple[list[dict[str, Any]], bool]:
     """Failed and retrying deliveries of the window grouped by error, the 20 largest groups first, and whether
     only the newest ISSUE_SCAN of each status were read (a destination failing everything for two weeks)."""
-    window = Delivery.objects.filter(destination=destination, created_at__gte=since)
+    # Test sends (Event Tester) are the tester's to show; like the rollups, the issues leave them out.
+    window = Delivery.objects.filter(destination=destination, created_at__gte=since, is_test=False)
     newest = [window.filter(status=s).order_by("-created_at").values("id")[:ISSUE_SCAN] for s in ISSUE_STATUSES]
     capped = any(
         window.filter(status=s).order_by("-created_at")[ISSUE_SCAN : ISSUE_SCAN + 1].exists() for s in ISSUE_STATUSES
     )
     # Capped, the ids alone pick the rows (by primary key); the window's other rows are not read.
-    scanned = Delivery.objects.filter(Q(id__in=newest[0]) | Q(id__in=newest[1]))
+    scanned = Delivery.objects.filter(Q(id__in=newest[0]) | Q(id__in=newest[1]), is_test=False)
     rows = (
         (scanned if capped else window.filter(status__in=ISSUE_STATUSES))
         .values("error_code", "error_message")
@@ -432,6 +433,7 @@ def group_of(request: HttpRequest, destination: Destination, window: Window) -> 
         destination=destination,
         status__in=ISSUE_STATUSES,
         created_at__gte=since,
+        is_test=False,
         error_code=data["code"],
         error_message=data["message"],
     )

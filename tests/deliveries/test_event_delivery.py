@@ -201,6 +201,17 @@ def test_issues_group_failed_and_retrying_deliveries_by_error_with_first_and_las
     assert "samples/?" in issues[0]["samples_url"]
 
 
+def test_issues_leave_out_the_event_testers_sends_as_the_tiles_do(admin_client, destination, source):
+    failing(destination, source)
+    test = failing(destination, source)
+    Delivery.objects.filter(pk=test.pk).update(is_test=True)
+
+    issues = admin_client.get(page_url(destination)).context["issues"]
+    assert [(i["error_code"], i["n"]) for i in issues] == [("http_500", 1)]
+    samples = admin_client.get(issues[0]["samples_url"])
+    assert len(samples.context["samples"]) == 1
+
+
 def test_samples_show_what_was_received_the_request_sent_and_the_response(admin_client, destination, source):
     wanted = failing(destination, source)
     other = failing(destination, source, code="http_400", message="HTTP 400: bad email")
