@@ -8,14 +8,17 @@ events behind a cursor (RollupCursor "schema"), a chunk at a time, called by the
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import islice
 from typing import Any
 
+import orjson
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import Max, Min, Sum
+from django.db.models import F, Max, Min, Sum, TextField
+from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
@@ -33,7 +36,7 @@ SETTLE = timedelta(seconds=10)
 MAX_KEYS = 300  # properties or traits counted per event (Segment's own schema stops at 300 properties)
 MAX_KEY_LENGTH = 255  # SchemaRollup.property and .name
 NAMES_SHOWN = 500  # event names per table, most frequent first
-LAG_BOUND = 100_000  # uncounted events counted at most (the number is "more than" beyond)
+LAG_BOUND = 10_000  # uncounted events counted at most (the number is "more than" beyond)
 
 # Where each type keeps its keys; alias has none (only its event row is counted).
 KEYS_OF = {"track": "properties", "page": "properties", "screen": "properties", "identify": "traits", "group": "traits"}
@@ -65,15 +68,19 @@ def fold(limit: int = 5000, seconds: float | None = None) -> int:
     started = time.monotonic()
     position = cursor_position()
     cutoff = timezone.now() - SETTLE
-    # The fold stops before the first event younger than SETTLE; the (received_at) index finds it in a few rows.
-    recent = Event.objects.filter(received_at__gte=cutoff, id__gt=position).aggregate(first=Min("id"))["first"]
+    # The fold stops before the first event younger than SETTLE, found on the (received_at) index among a few
+    # seconds of rows: "id + 0" keeps SQLite from answering MIN(id) by walking the whole primary key instead.
+    recent = Event.objects.filter(received_at__gte=cutoff).aggregate(first=Min(F("id") + 0))["first"]
     top = recent - 1 if recent is not None else Event.objects.order_by("-id").values_list("id", flat=True).first()
     folded = 0
     while top is not None and position < top:
         rows = list(
             Event.objects.filter(id__gt=position, id__lte=top)
             .order_by("id")
-            .values_list("id", "source_id", "type", "event", "received_at", "payload", "status")[:limit]
+            # The payload as text, parsed by orjson: several times faster than the JSONField's json.loads.
+            .values_list("id", "source_id", "type", "event", "received_at", Cast("payload", TextField()), "status")[
+                :limit
+            ]
         )
         if not rows:
             break
@@ -91,20 +98,27 @@ def fold(limit: int = 5000, seconds: float | None = None) -> int:
     return folded
 
 
-def tally(rows: list[tuple[Any, ...]]) -> tuple[dict[Key, int], dict[Key, datetime], int]:
+def tally(rows: list[tuple[Any, ...]]) -> tuple[Counter[Key], dict[Key, datetime], int]:
     """Count the accepted events of a chunk per rollup key (rejected and test events are skipped)."""
-    counts: dict[Key, int] = {}
+    counts: Counter[Key] = Counter()
     lasts: dict[Key, datetime] = {}
+    peak: datetime | None = None
     days: dict[datetime, date] = {}  # a batch shares one received_at: each converted once
+    zone = timezone.get_current_timezone()
     accepted = 0
     types = VALUE_TYPES
-    for _, source_id, kind, event, at, payload, status in rows:
-        if status != Event.Status.ACCEPTED:
+    accepted_status = str(Event.Status.ACCEPTED)
+    for _, source_id, kind, event, at, text, status in rows:
+        if status != accepted_status:
             continue
         accepted += 1
         day = days.get(at)
         if day is None:
-            day = days[at] = timezone.localtime(at).date()
+            day = days[at] = at.astimezone(zone).date()
+        try:
+            payload = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            payload = None
         name = event
         if kind in ("page", "screen"):
             name = payload.get("name") if isinstance(payload, dict) else ""
@@ -117,15 +131,18 @@ def tally(rows: list[tuple[Any, ...]]) -> tuple[dict[Key, int], dict[Key, dateti
                 (source_id, day, kind, name, prop[:MAX_KEY_LENGTH], types.get(type(value), "string"))
                 for prop, value in islice(values.items(), MAX_KEYS)
             ]
-        for key in keys:
-            counts[key] = counts.get(key, 0) + 1
-            last = lasts.get(key)
-            if last is None or at > last:
-                lasts[key] = at
+        counts.update(keys)  # Counter.update counts in C
+        if peak is None or at >= peak:  # the usual case, rows in id order: the newest so far is the latest for all
+            peak = at
+            lasts.update(dict.fromkeys(keys, at))
+        else:
+            for key in keys:
+                if at > lasts.get(key, at - timedelta(microseconds=1)):
+                    lasts[key] = at
     return counts, lasts, accepted
 
 
-def upsert(counts: dict[Key, int], lasts: dict[Key, datetime]) -> None:
+def upsert(counts: Counter[Key], lasts: dict[Key, datetime]) -> None:
     """Add counts to the rollup rows (creating them), keeping the latest last_seen, in the caller's transaction."""
     if not counts:
         return

@@ -150,6 +150,17 @@ def test_a_late_event_does_not_move_last_seen_back(source):
     assert (row.count, row.last_seen) == (2, recent.received_at)
 
 
+def test_last_seen_is_the_latest_even_when_a_later_id_arrived_earlier_in_the_same_chunk(source):
+    recent = send(source, keys={"total": 1}, at=timezone.now() - timedelta(minutes=1))
+    send(source, keys={"total": 1}, at=timezone.now() - timedelta(minutes=30))
+    other = send(source, name="Other", keys={"plan": "x"}, at=timezone.now() - timedelta(minutes=40))
+
+    schema.fold()
+
+    assert SchemaRollup.objects.get(property="total").last_seen == recent.received_at
+    assert SchemaRollup.objects.get(property="plan").last_seen == other.received_at
+
+
 def test_chunks_add_up_to_the_same_counts(source):
     for total in range(7):
         send(source, keys={"total": total})
