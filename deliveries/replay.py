@@ -40,7 +40,8 @@ CHUNK = 500  # events per transaction of a replay: short write locks, and progre
 EXACT_LIMIT = 100_000  # the dry run counts exactly up to here, then says "more than"
 MAX_EVENTS = 100_000  # per destination and replay: the oldest are taken, a second replay does the rest
 MAX_SELECTED = 1_000  # ids in ?events= (a Debugger selection is a page or a few)
-SAMPLE = 1_000  # events whose payloads the dry run routes to estimate what each filter drops
+WINDOW = 20_000  # the oldest events whose deliveries the dry run counts, to scale to the rest
+SAMPLE = 500  # events whose payloads the dry run routes to estimate what each filter drops
 JOURNEY = "sfmc_journey"
 WAITING = (Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.IN_FLIGHT)
 REQUEUE = (Delivery.Status.FAILED, Delivery.Status.RETRYING, Delivery.Status.PENDING, Delivery.Status.FILTERED)
@@ -57,9 +58,13 @@ DELIVERY_STATUSES = [
 # Which events ---------------------------------------------------------------------------------------
 
 
-def events_for(criteria: dict[str, Any], destination: Destination) -> QuerySet[Event]:
-    """The accepted events the criteria pick for this destination, from the sources connected to it."""
-    events = Event.objects.filter(status=Event.Status.ACCEPTED, source__in=destination.sources.all())
+def source_ids(destination: Destination) -> list[int]:
+    return list(destination.sources.values_list("pk", flat=True))
+
+
+def base_events(criteria: dict[str, Any], sources: list[int]) -> QuerySet[Event]:
+    """The accepted events of these sources the criteria pick, before their delivery status."""
+    events = Event.objects.filter(status=Event.Status.ACCEPTED, source_id__in=sources)
     if "events" in criteria:
         return events.filter(pk__in=criteria["events"])
     if criteria.get("source"):
@@ -72,8 +77,21 @@ def events_for(criteria: dict[str, Any], destination: Destination) -> QuerySet[E
         events = events.filter(type=criteria["type"])
     if criteria.get("event"):
         events = events.filter(event=criteria["event"])
-    status = criteria.get("delivery_status") or "any"
+    return events
+
+
+def delivery_status(criteria: dict[str, Any]) -> str:
+    return "any" if "events" in criteria else criteria.get("delivery_status") or "any"
+
+
+def events_for(criteria: dict[str, Any], destination: Destination) -> QuerySet[Event]:
+    """The accepted events the criteria pick for this destination, from the sources connected to it."""
+    events = base_events(criteria, source_ids(destination))
+    status = delivery_status(criteria)
     to_here = Delivery.objects.filter(destination=destination, is_test=False)
+    if criteria.get("since") and "events" not in criteria:
+        # A delivery is made when its event arrives or later: this bounds the (destination, status, created_at) scan.
+        to_here = to_here.filter(created_at__gte=parse_datetime(criteria["since"]))
     if status in ("failed", "retrying"):
         # Usually few: read them off the (destination, status, created_at) index, then the events by key.
         events = events.filter(pk__in=to_here.filter(status=status).values("event_id"))
@@ -115,15 +133,16 @@ def describe(criteria: dict[str, Any]) -> str:
 
 @dataclass
 class DryRun:
-    """What a replay would do for one destination."""
+    """What a replay would do for one destination (estimates are scaled from the oldest WINDOW events)."""
 
     destination: Destination
     matched: int
-    more: bool  # more than EXACT_LIMIT matched: the other numbers are of the first EXACT_LIMIT
+    more: bool  # more than EXACT_LIMIT matched
     delivered: int
     in_flight: int
     dropped: int
-    dropped_exact: bool
+    estimated: bool  # delivered, in flight (and matched, for a delivery status) are scaled from a window
+    dropped_estimated: bool
     include_delivered: bool
 
     @property
@@ -136,33 +155,77 @@ class DryRun:
 
 
 def dry_run(criteria: dict[str, Any], destinations: list[Destination], include_delivered: bool) -> list[DryRun]:
-    """Count what a replay would queue per destination: a few bounded queries each, nothing written."""
+    """Count what a replay would queue per destination: a few bounded queries each, nothing written.
+
+    The events are counted exactly up to EXACT_LIMIT on the (status, received_at) or (source, received_at) index;
+    their deliveries are counted on the (event, destination) index for the oldest WINDOW of them and scaled to the
+    rest; routing runs on SAMPLE payloads. Destinations fed by the same sources share the event queries.
+    """
+    status = delivery_status(criteria)
+    shared: dict[tuple[int, ...], tuple[int, QuerySet | None, list[dict[str, Any]]]] = {}
     counts = []
     for destination in destinations:
-        limited = events_for(criteria, destination).order_by("pk").values("pk")[: EXACT_LIMIT + 1]
-        matched = limited.count()
-        more = matched > EXACT_LIMIT
-        first = events_for(criteria, destination).order_by("pk").values("pk")[:EXACT_LIMIT]
-        by_status = dict(
-            Delivery.objects.filter(destination=destination, is_test=False, event_id__in=first)
-            .filter(status__in=[Delivery.Status.DELIVERED, Delivery.Status.IN_FLIGHT])
-            .order_by()
-            .values_list("status")
-            .annotate(n=Count("event_id", distinct=True))
-        )
-        delivered, in_flight = by_status.get("delivered", 0), by_status.get("in_flight", 0)
-        # Routing runs in Python on payloads: exact on a small match, else estimated from the oldest SAMPLE.
-        sample = events_for(criteria, destination).order_by("pk").values_list("payload", flat=True)[:SAMPLE]
-        routed = [decide(destination, payload) for payload in sample]
-        drops = sum(1 for decision in routed if not decision.send)
-        left = max(0, min(matched, MAX_EVENTS) - in_flight - (0 if include_delivered else delivered))
-        exact = matched <= SAMPLE
-        dropped = drops if exact else round(left * drops / max(len(routed), 1))
-        matched = min(matched, EXACT_LIMIT)
-        counts.append(
-            DryRun(destination, matched, more, delivered, in_flight, min(dropped, left), exact, include_delivered)
-        )
+        sources = source_ids(destination)
+        key = tuple(sorted(sources))
+        if key not in shared:
+            base = base_events(criteria, sources).order_by()  # no sort: each LIMIT stops early on the index
+            # A failed or retrying status is counted exactly off the deliveries: the events' count is not needed.
+            total = 0 if status in ("failed", "retrying") else base.values("pk")[: EXACT_LIMIT + 1].count()
+            window = base.values("pk")[:WINDOW] if total > WINDOW else None
+            sample = list(base.values_list("payload", flat=True)[:SAMPLE]) if status == "any" else []
+            shared[key] = (total, window, sample)
+        total, window, sample = shared[key]
+        counts.append(_count(criteria, destination, status, total, window, sample, include_delivered))
     return counts
+
+
+def _count(
+    criteria: dict[str, Any],
+    destination: Destination,
+    status: str,
+    total: int,
+    window: QuerySet | None,
+    sample: list[dict[str, Any]],
+    include_delivered: bool,
+) -> DryRun:
+    events = events_for(criteria, destination).order_by()
+    to_here = Delivery.objects.filter(destination=destination, is_test=False).order_by()
+    size = min(total, WINDOW)
+    estimated = window is not None
+    scope: Any = window if estimated else events.values("pk")  # few enough to count every one exactly
+    scale = min(total, MAX_EVENTS) / max(size, 1) if estimated else 1.0
+    if status in ("failed", "retrying"):  # exact: read off the destination's status index, usually few
+        matched = events.values("pk")[: EXACT_LIMIT + 1].count()
+        by_status, estimated, scale = {status: matched}, False, 1.0
+    else:
+        by_status = dict(
+            to_here.filter(event_id__in=scope).values_list("status").annotate(n=Count("event_id", distinct=True))
+        )
+    if status == "any":
+        matched = min(total, EXACT_LIMIT)
+    elif status == "never":
+        exact = window is None
+        matched = events.values("pk")[: EXACT_LIMIT + 1].count() if exact else size - sum(by_status.values())
+        by_status = {}
+    elif status not in ("failed", "retrying"):
+        matched = by_status.get(status, 0)
+        by_status = {status: matched}
+    if status != "any":
+        matched = round(matched * scale)
+        sample = list(events.values_list("payload", flat=True)[:SAMPLE])
+    delivered = round(by_status.get(Delivery.Status.DELIVERED, 0) * scale)
+    in_flight = round(by_status.get(Delivery.Status.IN_FLIGHT, 0) * scale)
+    more = (total if status == "any" else matched) > EXACT_LIMIT
+    matched = min(matched, EXACT_LIMIT)
+    # Routing runs in Python on payloads: exact on a small match, else the share of a sample that it drops.
+    drops = sum(1 for payload in sample if not decide(destination, payload).send)
+    left = max(0, min(matched, MAX_EVENTS) - in_flight - (0 if include_delivered else delivered))
+    dropped_estimated = matched > len(sample)
+    dropped = round(left * drops / len(sample)) if dropped_estimated and sample else drops
+    return DryRun(
+        destination, matched, more, delivered, in_flight, min(dropped, left), estimated, dropped_estimated,
+        include_delivered,
+    )  # fmt: skip
 
 
 # The task -------------------------------------------------------------------------------------------
@@ -517,6 +580,9 @@ class ReplayAdmin(admin.ModelAdmin):
             "max_events": MAX_EVENTS,
             "exact_limit": EXACT_LIMIT,
             "sample": SAMPLE,
+            "window": WINDOW,
+            "estimates": any(count.estimated or count.dropped_estimated for count in counts),
+            "any_status": form.is_bound and form.is_valid() and delivery_status(form.criteria()) == "any",
             "journey_ids": [d.pk for d in form.fields["destinations"].queryset if d.vendor == JOURNEY],
             "filter_url": reverse("admin:deliveries_replay_add"),
             "time_zone": timezone.get_current_timezone_name(),

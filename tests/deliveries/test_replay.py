@@ -120,7 +120,30 @@ def test_the_dry_run_counts_what_the_destinations_filter_would_drop(source):
     hook = webhook(source, filter={"events": ["Order Completed"]})
     events = [make_event(source, event="Order Completed"), make_event(source, event="Page Scrolled")]
     (count,) = dry_run({"events": [e.pk for e in events]}, [hook], False)
-    assert (count.matched, count.dropped, count.dropped_exact, count.to_send) == (2, 1, True, 1)
+    assert (count.matched, count.dropped, count.dropped_estimated, count.to_send) == (2, 1, False, 1)
+
+
+def test_the_dry_run_scales_delivery_counts_from_a_window_when_many_match(source, monkeypatch):
+    monkeypatch.setattr(replay_module, "WINDOW", 2)
+    hook = webhook(source)
+    for _ in range(4):
+        make_delivery(hook, make_event(source), status="delivered")
+    (count,) = dry_run(filter_criteria(), [hook], False)
+    assert (count.matched, count.delivered, count.estimated, count.to_send) == (4, 4, True, 0)
+
+
+def test_the_dry_run_says_more_than_the_limit_and_a_replay_takes_the_oldest(source, monkeypatch, kicks):
+    monkeypatch.setattr(replay_module, "EXACT_LIMIT", 3)
+    monkeypatch.setattr(replay_module, "MAX_EVENTS", 3)
+    hook = webhook(source)
+    events = [make_event(source) for _ in range(5)]
+    (count,) = dry_run(filter_criteria(), [hook], False)
+    assert (count.matched, count.more, count.to_send) == (3, True, 3)
+    replay = make_replay(filter_criteria(), [hook])
+    run_replay(replay.pk)
+    replay.refresh_from_db()
+    assert (replay.total, replay.queued) == (3, 3)
+    assert set(Delivery.objects.values_list("event_id", flat=True)) == {e.pk for e in events[:3]}
 
 
 def test_the_dry_run_leaves_out_sources_not_connected_to_the_destination(source):
