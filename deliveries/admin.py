@@ -303,6 +303,10 @@ class DeliveryAdmin(admin.ModelAdmin):
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("deliveries.change_delivery")
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # A replay's progress page links to its deliveries; a sidebar filter listing every replay would not scale.
+        return lookup == "replay__id__exact" or super().lookup_allowed(lookup, value, request)
+
     def has_pause_permission(self, request: HttpRequest) -> bool:
         return self.admin_site.get_model_admin(Destination).has_change_permission(request)
 

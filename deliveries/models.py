@@ -183,7 +183,7 @@ class Replay(models.Model):
 
     class Status(models.TextChoices):
         QUEUED = "queued"
-        RUNNING = "running", "queuing deliveries"
+        RUNNING = "running", "Queuing deliveries"
         SENDING = "sending"
         DONE = "done"
         FAILED = "failed"

@@ -605,7 +605,7 @@ class ReplayAdmin(admin.ModelAdmin):
             "destinations": replay.destinations.defer("credentials").order_by("name"),
             "state": progress(replay),
             "progress_url": reverse("admin:deliveries_replay_progress", args=[replay.pk]),
-            "deliveries_url": reverse("admin:deliveries_delivery_changelist"),
+            "deliveries_url": reverse("admin:deliveries_delivery_changelist") + f"?replay__id__exact={replay.pk}",
         }
         return TemplateResponse(request, "admin/deliveries/replay/progress.html", context)
 

@@ -286,6 +286,21 @@ def test_progress_counts_the_replays_deliveries_and_stores_them_when_all_have_fi
     assert replay.finished_at is not None
 
 
+def test_the_progress_page_links_to_the_replays_own_deliveries(admin_client, source, kicks):
+    hook = webhook(source)
+    replayed, other = make_event(source, user_id="replayed-user"), make_event(source, user_id="other-user")
+    make_delivery(hook, other, status="failed")
+    replay = make_replay({"events": [replayed.pk]}, [hook])
+    run_replay(replay.pk)
+    page = admin_client.get(reverse("admin:deliveries_replay_change", args=[replay.pk]))
+    link = page.context["deliveries_url"]
+    assert link.endswith(f"?replay__id__exact={replay.pk}")
+
+    listed = admin_client.get(link)
+    assert listed.status_code == 200
+    assert [d.event_id for d in listed.context["cl"].result_list] == [replayed.pk]
+
+
 def test_progress_says_a_paused_destination_holds_its_deliveries(source, kicks):
     hook = webhook(source, paused=True)
     replay = make_replay({"events": [make_event(source).pk]}, [hook])
