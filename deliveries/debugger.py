@@ -315,7 +315,7 @@ def newest_id() -> int:
 def event_names(source: int | None) -> list[str]:
     """Track event names seen lately, for the name box's suggestions (from the schema rollup, not the events)."""
     since = timezone.localdate() - timedelta(days=NAME_SUGGESTION_DAYS)
-    names = SchemaRollup.objects.filter(day__gte=since, property="").exclude(name="")
+    names = SchemaRollup.objects.filter(day__gte=since, type="track", property="").exclude(name="")
     if source:
         names = names.filter(source_id=source)
     return sorted(set(names.values_list("name", flat=True).distinct()[:500]))

@@ -249,7 +249,9 @@ class SchemaRollup(models.Model):
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="schema_rollups")
     day = models.DateField()
     type = models.CharField(max_length=16)
-    name = models.CharField(max_length=255, blank=True, help_text="The track event's name ('' for other types)")
+    name = models.CharField(
+        max_length=255, blank=True, help_text="The track event's name, or the page's or screen's ('' for other types)"
+    )
     property = models.CharField(max_length=255, blank=True, help_text="'' for the event itself")
     value_type = models.CharField(max_length=16, blank=True)
     count = models.PositiveIntegerField(default=0)
