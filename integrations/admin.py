@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator, capfirst
 from django.utils.timesince import timesince
 
-from integrations.crypto import CANNOT_DECRYPT
+from integrations.crypto import CANNOT_DECRYPT, Undecryptable
 from integrations.forms import DestinationForm, SourceForm, credential_masks, function_kinds
 from integrations.models import Destination, Source
 from integrations.signals import destinations_resumed
@@ -36,21 +36,40 @@ EVENT_MODEL = Source._meta.get_field("events").related_model
 WEBHOOK_KINDS = {Source.Kind.CUSTOMERIO, Source.Kind.STRIPE, Source.Kind.ZENDESK, Source.Kind.GENERIC}
 
 
+MANAGE_CREDENTIALS = "integrations.manage_credentials"
+HIDDEN = "hidden: only an administrator can see or change it"
+WRITE_KEY_PLACEHOLDER = "YOUR_WRITE_KEY"
+
+
+def sees_secrets(request: HttpRequest) -> bool:
+    """Credentials, write keys and signing secrets are for administrators; a marketer never receives them."""
+    return request.user.has_perm(MANAGE_CREDENTIALS)
+
+
 def public_base_url(request: HttpRequest) -> str:
     """Return the hub's base URL as senders reach it, without a trailing slash."""
     return (settings.PUBLIC_URL or request.build_absolute_uri("/")).rstrip("/")
 
 
 def connection_context(request: HttpRequest, source: Source) -> dict[str, Any]:
-    """Return what the snippets on the source page need: endpoint, host and protocol for the SDKs."""
+    """Return what the snippets on the source page need: write key, endpoint, host and protocol for the SDKs.
+
+    Without the credentials permission the snippets carry a placeholder, and the webhook URL (which holds the
+    write key) is left out.
+    """
     base = public_base_url(request)
     parts = urlsplit(base)
+    shown = sees_secrets(request)
+    webhook = source.kind in WEBHOOK_KINDS
     return {
+        "write_key": source.write_key if shown else WRITE_KEY_PLACEHOLDER,
+        "write_key_hidden": not shown,
         "base_url": base,
         "endpoint_url": f"{base}/v1/",
         "api_host": f"{parts.netloc}{parts.path}/v1",  # analytics.js wants the host without the scheme
         "api_protocol": parts.scheme or "https",
-        "webhook_url": f"{base}/v1/webhooks/{source.write_key}" if source.kind in WEBHOOK_KINDS else "",
+        "webhook_url": f"{base}/v1/webhooks/{source.write_key}" if webhook and shown else "",
+        "webhook_hidden": webhook and not shown,
         "events_url": events_url(source),
     }
 
@@ -106,7 +125,15 @@ class SourceAdmin(CountedDeletes, admin.ModelAdmin):
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["events_24h", "last_event_at", "last_request", "settings_", "created_at", "updated_at"]
+    readonly_fields = [
+        "events_24h",
+        "last_event_at",
+        "last_request",
+        "settings_",
+        "settings_hidden",
+        "created_at",
+        "updated_at",
+    ]
 
     class Media:
         css = {"all": ["integrations/destination.css"]}
@@ -132,24 +159,38 @@ class SourceAdmin(CountedDeletes, admin.ModelAdmin):
         )
 
     def get_fieldsets(self, request: HttpRequest, obj: Source | None = None) -> list[tuple[str | None, dict]]:
-        # A read-only page would print the decrypted secret: it shows its mask instead.
+        # A read-only page would print the decrypted secret: it shows its mask instead, and to someone without
+        # the credentials permission not even that (the names inside a set of secret headers are shown).
         editable = obj is None or self.has_change_permission(request, obj)
+        secret = ("settings" if editable else "settings_") if sees_secrets(request) else "settings_hidden"
         webhook = (
             "Webhook",
             {
-                "fields": ["config", "settings" if editable else "settings_"],
+                "fields": ["config", secret],
                 "description": "For sources that receive a tool's webhooks (Customer.io, Stripe, Zendesk, any JSON): "
                 "how to read them and the secret they are signed with.",
             },
         )
         if obj is None:
-            return [(None, {"fields": ["name", "slug", "kind", "write_key", "enabled"]}), webhook]
+            first = (
+                ["name", "slug", "kind", "write_key", "enabled"]
+                if sees_secrets(request)
+                else ["name", "slug", "kind", "enabled"]
+            )
+            return [(None, {"fields": first}), webhook]
         fieldsets: list[tuple[str | None, dict]] = [(None, {"fields": ["name", "slug", "kind", "enabled"]})]
         if obj.kind in WEBHOOK_KINDS:
             webhook[1]["fields"].insert(0, "last_request")
             fieldsets.append(webhook)
         fieldsets.append(("Activity", {"fields": ["events_24h", "last_event_at", "created_at", "updated_at"]}))
         return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Source | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not sees_secrets(request):
+            # Read-only takes the secrets out of the form itself: no input, and a crafted POST changes nothing.
+            fields += ["settings", "write_key"]
+        return fields
 
     def get_form(
         self, request: HttpRequest, obj: Source | None = None, change: bool = False, **kwargs: Any
@@ -203,6 +244,12 @@ class SourceAdmin(CountedDeletes, admin.ModelAdmin):
         masks = credential_masks(source.kind, source.settings, function_kinds())
         return format_html_join(", ", "{}: {}", masks) if masks else "-"
 
+    @admin.display(description="Signing secret")
+    def settings_hidden(self, source: Source) -> str:
+        if source.kind not in function_kinds():
+            return "-"
+        return stored_line(source.settings)
+
     @admin.display(description="Last event", ordering="last_event_at")
     def last_event_at(self, source: Source) -> str:
         if source.last_event_at is None:
@@ -248,6 +295,16 @@ def misconfigured(destination: Destination) -> bool:
     return failed is not None and (delivered is None or failed > delivered)
 
 
+def stored_line(stored: Any) -> str:
+    """Whether secrets are stored, for someone who may not see them: no value, no mask, no key names."""
+    is_stored = isinstance(stored, Undecryptable) or (isinstance(stored, dict) and any(stored.values()))
+    return format_html('<span class="credential-hidden">{}</span>', f"stored, {HIDDEN}" if is_stored else "none stored")
+
+
+# What a marketer may change on a destination: which events pass and what is sent, nothing else.
+MARKETER_FIELDS = ["mapping", "filter"]
+
+
 def names(destinations: list[Destination]) -> str:
     return ", ".join(d.name for d in destinations)
 
@@ -277,6 +334,7 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
         "delivered_24h",
         "failed_24h",
         "credentials_",
+        "credentials_stored",
         "created_at",
         "updated_at",
     ]
@@ -284,6 +342,26 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
     class Media:
         css = {"all": ["integrations/destination.css"]}
         js = ["integrations/destination.js"]
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        display = list(super().get_list_display(request))
+        return display if sees_secrets(request) else [c for c in display if c != "credentials_"]
+
+    def limited(self, request: HttpRequest, obj: Destination | None) -> bool:
+        """A marketer's change page: mapping and filter editable, everything else shown read-only."""
+        return obj is not None and not sees_secrets(request) and self.has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Destination | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if sees_secrets(request):
+            return fields
+        # Read-only takes the credentials out of the form itself: no input that could echo them, and a crafted
+        # POST cannot set them. The page shows credentials_stored instead.
+        fields.append("credentials")
+        if self.limited(request, obj):
+            editable = set(MARKETER_FIELDS)
+            fields += [f for f in self.form._meta.fields if f not in editable and f not in fields]
+        return fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Destination]:
         """Annotate delivery activity in the same query as the destinations (sources come in one more)."""
@@ -305,8 +383,10 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Destination | None = None) -> list[tuple[str | None, dict]]:
         editable = obj is None or self.has_change_permission(request, obj)
-        # A read-only page would print the decrypted credentials: it shows their masks instead.
-        credentials = "credentials" if editable else "credentials_"
+        # A read-only page would print the decrypted credentials: it shows their masks instead, and to someone
+        # without the credentials permission only whether some are stored.
+        shown = sees_secrets(request)
+        credentials = ("credentials" if editable else "credentials_") if shown else "credentials_stored"
         fieldsets: list[tuple[str | None, dict]] = [
             (None, {"fields": ["name", "slug", "vendor", "sources", "enabled", "paused"]}),
             (
@@ -329,7 +409,7 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
         ]
         if obj is not None:
             status = ["state", "last_delivered", "last_error_", ("delivered_24h", "failed_24h")]
-            fieldsets.insert(0, ("Status", {"fields": status + (["credentials_"] if editable else [])}))
+            fieldsets.insert(0, ("Status", {"fields": status + (["credentials_"] if editable and shown else [])}))
             fieldsets.append(("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}))
         return fieldsets
 
@@ -341,6 +421,11 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Destination, form: ModelForm, change: bool) -> None:
+        if self.limited(request, obj):
+            # Write the marketer's fields only: the row's credentials and settings stay as stored, even if an
+            # administrator changed them while this page was open.
+            obj.save(update_fields=[*MARKETER_FIELDS, "updated_at"])
+            return
         super().save_model(request, obj, form, change)
         if change and obj.enabled and not obj.paused and {"enabled", "paused"} & set(form.changed_data):
             destinations_resumed.send(sender=Destination, destination_ids=[obj.pk])
@@ -433,6 +518,12 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
             '<div class="credential-state{}">{}: {}</div>',
             ((" is-set" if value not in ("not set", CANNOT_DECRYPT) else "", key, value) for key, value in masks),
         )
+
+    @admin.display(description="Credentials")
+    def credentials_stored(self, destination: Destination) -> str:
+        if not credential_masks(destination.vendor, {}):
+            return "none needed"
+        return stored_line(destination.credentials)
 
     # Actions
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.forms.fields import InvalidJSONInput, JSONString
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -266,7 +266,7 @@ def describe_mapping(vendor: type[Vendor]) -> str:
     return "blank uses " + json.dumps(vendor.default_mapping)
 
 
-def vendor_presets() -> SafeString:
+def vendor_presets(vendors: dict[str, type[Vendor]] | None = None) -> SafeString:
     """A button per preset of each vendor (e.g. "Welcome journey on identify"); the page's script fills the
     filter and mapping with the preset's, to edit before saving."""
     buttons = [
@@ -276,7 +276,7 @@ def vendor_presets() -> SafeString:
             json.dumps(preset.get("mapping") or {}, indent=2),
             preset["label"],
         )
-        for key, vendor in VENDORS.items()
+        for key, vendor in (VENDORS if vendors is None else vendors).items()
         for preset in getattr(vendor, "presets", {}).values()
     ]
     if not buttons:
@@ -338,11 +338,15 @@ class DestinationForm(forms.ModelForm):
         if "config" in self.fields:
             self.fields["config"].help_text = vendor_help(describe_config)
         if "mapping" in self.fields:
+            # Without the vendor field (a marketer's page) there is no vendor to switch to: its help alone.
+            vendors = (
+                None if "vendor" in self.fields else {k: v for k, v in VENDORS.items() if k == self.instance.vendor}
+            )
             self.fields["mapping"].help_text = format_html(
                 "JMESPath expressions over the event, e.g. {}. {}{}",
                 '{"email": "traits.email || properties.email"}',
-                vendor_help(describe_mapping),
-                vendor_presets(),
+                vendor_help(describe_mapping, vendors),
+                vendor_presets(vendors),
             )
 
     def clean_credentials(self) -> Any:
@@ -355,7 +359,18 @@ class DestinationForm(forms.ModelForm):
     def _update_errors(self, errors: ValidationError) -> None:
         """Drop the model's complaints about a field the form already refused: they are about the old value."""
         if hasattr(errors, "error_dict"):
-            kept = {field: e for field, e in errors.error_dict.items() if field not in self._errors}
+            kept: dict[str, list[ValidationError]] = {}
+            for field, found in errors.error_dict.items():
+                if field in self._errors:
+                    continue
+                if field != NON_FIELD_ERRORS and field not in self.fields:
+                    # A field this person may not change (a marketer's page: credentials, config). A change saves
+                    # only the form's fields, so the problem stays as it was, the administrator's to fix; a new
+                    # destination would be saved with it, so there it is shown above the form.
+                    if self.instance.pk:
+                        continue
+                    field = NON_FIELD_ERRORS
+                kept.setdefault(field, []).extend(found)
             if not kept:
                 return
             errors = ValidationError(kept)

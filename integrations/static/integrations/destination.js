@@ -3,8 +3,8 @@
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   // A destination's vendor, or a source's kind (whose secret inputs and help are grouped the same way).
+  // A marketer's page has no vendor input (it is read-only there): the help and presets are its vendor's already.
   var vendor = document.getElementById("id_vendor") || document.getElementById("id_kind");
-  if (!vendor) return;
   function show() {
     var chosen = vendor.value;
     document.querySelectorAll(".credentials, .vendor-help").forEach(function (el) {
@@ -14,8 +14,10 @@ document.addEventListener("DOMContentLoaded", function () {
       el.hidden = chosen !== "" && el.dataset.vendor !== chosen;
     });
   }
-  vendor.addEventListener("change", show);
-  show();
+  if (vendor) {
+    vendor.addEventListener("change", show);
+    show();
+  }
   document.querySelectorAll("button.preset").forEach(function (button) {
     button.addEventListener("click", function () {
       var filter = document.getElementById("id_filter");
