@@ -363,6 +363,9 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
             fields += [f for f in self.form._meta.fields if f not in editable and f not in fields]
         return fields
 
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Destination | None = None) -> dict[str, Any]:
+        return {} if self.limited(request, obj) else super().get_prepopulated_fields(request, obj)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Destination]:
         """Annotate delivery activity in the same query as the destinations (sources come in one more)."""
         # Correlated counts read only this destination's slice of the (destination, created_at) and
