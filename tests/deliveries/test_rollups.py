@@ -159,3 +159,18 @@ def test_the_migrations_make_a_marketer_group_without_the_credentials_permission
     assert {"view_event", "view_delivery", "use_event_tester", "add_replay", "change_destination"} <= codenames
     assert "manage_credentials" not in codenames
     assert not {"add_destination", "delete_destination", "change_source"} & codenames
+
+
+def test_the_marketer_group_comes_back_after_a_flush_but_a_changed_one_is_left_alone():
+    from django.core.management import call_command
+
+    from deliveries.roles import ensure_marketer_group
+
+    Group.objects.filter(name="Marketer").delete()
+    call_command("flush", interactive=False, verbosity=0)  # post_migrate follows, as after transactional tests
+    group = Group.objects.get(name="Marketer")
+    assert group.permissions.filter(codename="use_event_tester").exists()
+
+    group.permissions.clear()  # an administrator's choice
+    assert ensure_marketer_group() is False
+    assert not group.permissions.exists()
