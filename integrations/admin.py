@@ -37,7 +37,6 @@ WEBHOOK_KINDS = {Source.Kind.CUSTOMERIO, Source.Kind.STRIPE, Source.Kind.ZENDESK
 
 
 MANAGE_CREDENTIALS = "integrations.manage_credentials"
-HIDDEN = "hidden: only an administrator can see or change it"
 WRITE_KEY_PLACEHOLDER = "YOUR_WRITE_KEY"
 
 
@@ -248,7 +247,7 @@ class SourceAdmin(CountedDeletes, admin.ModelAdmin):
     def settings_hidden(self, source: Source) -> str:
         if source.kind not in function_kinds():
             return "-"
-        return stored_line(source.settings)
+        return stored_line(source.settings, "it")
 
     @admin.display(description="Last event", ordering="last_event_at")
     def last_event_at(self, source: Source) -> str:
@@ -295,10 +294,13 @@ def misconfigured(destination: Destination) -> bool:
     return failed is not None and (delivered is None or failed > delivered)
 
 
-def stored_line(stored: Any) -> str:
+def stored_line(stored: Any, them: str = "them") -> str:
     """Whether secrets are stored, for someone who may not see them: no value, no mask, no key names."""
     is_stored = isinstance(stored, Undecryptable) or (isinstance(stored, dict) and any(stored.values()))
-    return format_html('<span class="credential-hidden">{}</span>', f"stored, {HIDDEN}" if is_stored else "none stored")
+    return format_html(
+        '<span class="credential-hidden">{}</span>',
+        f"stored — only an administrator can see or change {them}" if is_stored else "none stored",
+    )
 
 
 # What a marketer may change on a destination: which events pass and what is sent, nothing else.
@@ -390,8 +392,14 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
         # without the credentials permission only whether some are stored.
         shown = sees_secrets(request)
         credentials = ("credentials" if editable else "credentials_") if shown else "credentials_stored"
+        first: dict[str, Any] = {"fields": ["name", "slug", "vendor", "sources", "enabled", "paused"]}
+        if self.limited(request, obj):
+            first["description"] = (
+                "Set up by an administrator: you can change the mapping and the filter below; ask an administrator "
+                "for anything else."
+            )
         fieldsets: list[tuple[str | None, dict]] = [
-            (None, {"fields": ["name", "slug", "vendor", "sources", "enabled", "paused"]}),
+            (None, first),
             (
                 "Settings",
                 {

@@ -341,7 +341,7 @@ def test_a_marketer_crawling_every_admin_page_receives_no_secret(client: Client,
     # And the pages say where the secrets are without them.
     journey = next(d for d in seeded.destinations if d.vendor == "sfmc_journey")
     journey_page = crawl.bodies[reverse("admin:integrations_destination_change", args=[journey.pk])]
-    assert "stored, hidden: only an administrator can see or change it" in journey_page
+    assert "stored — only an administrator can see or change them" in journey_page
     assert 'name="credentials__' not in journey_page
 
 

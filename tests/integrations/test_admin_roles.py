@@ -25,7 +25,7 @@ WRITE_KEY = "wk_roles_website_0f9e8d7c"
 STRIPE_WRITE_KEY = "wk_roles_stripe_1a2b3c4d"
 STRIPE_SECRET = "whsec_roles-stripe-secret-9988"
 SECRETS = [SIGNING_SECRET, API_KEY, CLIENT_SECRET, WRITE_KEY, STRIPE_WRITE_KEY, STRIPE_SECRET]
-HIDDEN = "stored, hidden: only an administrator can see or change it"
+HIDDEN = "stored — only an administrator can see or change them"
 
 
 def change_url(obj: Any) -> str:
@@ -177,6 +177,7 @@ def test_a_marketers_destination_page_has_no_credential_input_only_whether_some_
     assert "X-Api-Key" not in html
     assert HIDDEN in html
     assert no_secret_in(html) == []
+    assert "you can change the mapping and the filter below" in html
     # Mapping and filter are inputs; the rest reads as text.
     assert 'name="mapping"' in html
     assert 'name="filter"' in html
@@ -312,8 +313,8 @@ def test_a_marketers_source_page_hides_the_write_key_and_the_signing_secret(mark
     html = marketer_client.get(change_url(stripe)).content.decode()
 
     assert no_secret_in(html) == []
-    assert "hidden: only an administrator can see it" in html  # the write key
-    assert HIDDEN in html  # the signing secret
+    assert "hidden — only an administrator can see it" in html  # the write key
+    assert "stored — only an administrator can see or change it" in html  # the signing secret
     assert "••" not in html  # not even a mask
     assert "/v1/webhooks/" not in html  # the webhook URL holds the write key
     assert "curl -u YOUR_WRITE_KEY: -H" in html  # the snippets keep their shape, with a placeholder
