@@ -440,3 +440,15 @@ class SourceForm(forms.ModelForm):
         return merge_secrets(
             function_kinds(), self.cleaned_data.get("kind"), "settings", self.cleaned_data.get("settings"), stored
         )
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        """A problem with the signing secret, for someone whose form has no secret input: shown above the form
+        (Django refuses an error for a field the form does not have)."""
+        if hasattr(errors, "error_dict") and "settings" in errors.error_dict and "settings" not in self.fields:
+            moved = dict(errors.error_dict)
+            moved.setdefault(NON_FIELD_ERRORS, []).extend(
+                ValidationError(f"{message} (only an administrator can change the signing secret)")
+                for message in ValidationError(moved.pop("settings")).messages
+            )
+            errors = ValidationError(moved)
+        super()._update_errors(errors)

@@ -8,7 +8,9 @@ import re
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from cryptography.fernet import Fernet
+from django.contrib.auth.models import Group, Permission, User
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -388,3 +390,24 @@ def test_a_superuser_sees_a_sources_write_key_and_webhook_url(admin_client: Clie
     assert f"/v1/webhooks/{STRIPE_WRITE_KEY}" in html
     assert 'name="settings__stripe__signing_secret"' in html
     assert STRIPE_SECRET not in html
+
+
+def test_an_editor_without_the_credentials_permission_is_told_about_a_signing_secret_problem(
+    client: Client, django_user_model, stripe: Source
+):
+    editor = django_user_model.objects.create_user("eddie", password="pw", is_staff=True)
+    editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_source", "change_source"]))
+    login(client, editor)
+    token = Fernet(Fernet.generate_key()).encrypt(b'{"signing_secret": "old"}').decode()  # a retired key's
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE integrations_source SET settings = %s WHERE id = %s", [token, stripe.pk])
+    data = {"name": "Stripe", "slug": "stripe", "kind": "stripe", "enabled": "on", "config": ""}
+
+    page = client.get(change_url(stripe)).content.decode()
+    response = client.post(change_url(stripe), data)
+
+    assert 'name="settings__' not in page
+    assert 'name="write_key"' not in page
+    assert response.status_code == 200
+    assert "only an administrator can change the signing secret" in response.content.decode()
+    assert no_secret_in(page + response.content.decode()) == []
