@@ -978,12 +978,13 @@ def prepare(args: argparse.Namespace, db: Path) -> Seed:
         call_command("migrate", verbosity=0, interactive=False)  # indexes added since the seed are built now
         t = time.monotonic()
         added = top_up(db, info, now)
-        fold_events, _ = fold_schema()
+        _, fold_s = fold_schema()
         info["newest"] = now - 30
         write_marker(db, info)
         result = Seed(info["events"], info["deliveries"], info["seeded_at"], dict(info["seconds"]), reused=True)
         result.seconds["top-up (reuse)"] = time.monotonic() - t
-        result.topped_up, result.fold_events = added, fold_events
+        result.topped_up, result.fold_events = added, info.get("fold", 0)  # the seed's fold: its rate is the number
+        result.seconds["schema.fold() (top-up)"] = fold_s
         return result
     print(f"seeding {db}: {args.events:,} events, ~{args.deliveries:,} deliveries ({reason}) ...", flush=True)
     started = time.monotonic()
@@ -1002,6 +1003,17 @@ def prepare(args: argparse.Namespace, db: Path) -> Seed:
     info["rows"] = {"events": result.events, "deliveries": result.deliveries}
     write_marker(db, info)
     return result
+
+
+def statistics_for_planner(db: Path, analyze: bool) -> None:
+    """No planner statistics, as the hub runs (it never ANALYZEs), or with --analyze those `PRAGMA optimize`
+    would gather (analysis_limit=1000: milliseconds even at this size), to compare the plans."""
+    with sqlite3.connect(db) as conn:
+        if analyze:
+            conn.execute("PRAGMA analysis_limit=1000")
+            conn.execute("ANALYZE")
+        elif conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+            conn.execute("DELETE FROM sqlite_stat1")
 
 
 def fold_schema() -> tuple[int, float]:
@@ -1110,6 +1122,13 @@ def pages() -> list[Page]:
             "Delivery changelist ?status=failed",
             url_of("admin:deliveries_delivery_changelist", query={"status__exact": "failed"}),
         ),
+        Page(
+            "Delivery changelist ?status=failed&destination=busiest",
+            url_of(
+                "admin:deliveries_delivery_changelist",
+                query={"status__exact": "failed", "destination__id__exact": busiest.pk},
+            ),
+        ),
         Page("Delivery change (failed)", url_of("admin:deliveries_delivery_change", [failed_delivery])),
         Page("Destination changelist", url_of("admin:integrations_destination_changelist")),
         Page("Destination change (busiest)", url_of("admin:integrations_destination_change", [busiest.pk])),
@@ -1201,6 +1220,22 @@ def explain(sql: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------- report
 
 
+def machine_busy(seconds: float = 1.0) -> float:
+    """Cores busy over `seconds` (from /proc/stat): other work on the machine slows every page."""
+
+    def busy() -> float:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        return (sum(fields[:8]) - fields[3] - (fields[4] if len(fields) > 4 else 0)) / os.sysconf("SC_CLK_TCK")
+
+    try:
+        before = busy()
+        time.sleep(seconds)
+        return (busy() - before) / seconds
+    except OSError:
+        return 0.0
+
+
 def db_size(db: Path) -> int:
     return sum(Path(f"{db}{s}").stat().st_size for s in ("", "-wal", "-shm") if Path(f"{db}{s}").exists())
 
@@ -1235,7 +1270,8 @@ def report(args: argparse.Namespace, seed_info: Seed, timings: list[Timing], ski
     print()
     print(
         f"cdphub admin benchmark  ({seed_info.events:,} events, {seed_info.deliveries:,} deliveries, SQLite WAL, "
-        f"django.test.Client in-process, {args.runs} runs after 1 warm-up, budget median < {args.budget:.0f} ms)"
+        f"django.test.Client in-process, {args.runs} runs after 1 warm-up, budget median < {args.budget:.0f} ms"
+        f"{', with ANALYZE statistics' if args.analyze else ''})"
     )
     print(line)
     for row in [header, *rows]:
@@ -1257,10 +1293,9 @@ def report(args: argparse.Namespace, seed_info: Seed, timings: list[Timing], ski
         print(f"  topped up with {seed_info.topped_up:,} events received since the last run (as many oldest removed)")
     fold_s = seed_info.seconds.get("schema.fold()", 0.0)
     if seed_info.fold_events and fold_s:
-        print(
-            f"schema fold: {seed_info.fold_events:,} events in {fold_s:.1f} s = "
-            f"{seed_info.fold_events / fold_s:,.0f} events/s"
-        )
+        when = " (when seeded)" if seed_info.reused else ""
+        rate = seed_info.fold_events / fold_s
+        print(f"schema fold{when}: {seed_info.fold_events:,} events in {fold_s:.1f} s = {rate:,.0f} events/s")
     worst = sorted((t for t in timings if t.runs_ms), key=lambda t: -t.median)
     for t in worst:
         if t.median <= args.budget and not args.explain:
@@ -1297,6 +1332,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=BUDGET_MS, help="median budget per page in ms (500)")
     p.add_argument("--role", choices=("superuser", "marketer"), action="append", help="only this role (repeatable)")
     p.add_argument("--only", action="append", default=[], help="only pages whose label contains this (repeatable)")
+    p.add_argument("--analyze", action="store_true", help="time with planner statistics (ANALYZE), which the hub lacks")
     p.add_argument("--explain", action="store_true", help="query plans of every page, not only of slow ones")
     p.add_argument("--explain-top", type=int, default=3, help="slowest queries explained per page (3)")
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
@@ -1329,6 +1365,7 @@ def main(argv: list[str] | None = None) -> int:
 
         db = Path(settings.DATABASES["default"]["NAME"])
         seed_info = prepare(args, db)
+        statistics_for_planner(db, args.analyze)
     except BenchError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
@@ -1343,6 +1380,10 @@ def main(argv: list[str] | None = None) -> int:
     all_pages = pages()
     skipped = [p.label for p in all_pages if not p.url]
     chosen = [p for p in all_pages if p.url and (not args.only or any(o in p.label for o in args.only))]
+    load = machine_busy()
+    print(f"machine load before timing: {load:.2f} of {os.cpu_count()} cores busy", flush=True)
+    if load > 0.3:
+        print("!! other processes are using the CPU: the timings are high; rerun on a quiet machine")
     timings: list[Timing] = []
     for role, username in (("superuser", "bench-admin"), ("marketer", "bench-marketer")):
         if args.role and role not in args.role:
