@@ -64,7 +64,8 @@ def test_a_marketer_edits_a_journeys_mapping_and_never_sees_its_credentials(
     page.get_by_role("button", name="Save and continue editing").click()
 
     expect(page.locator(".messagelist .success")).to_contain_text("was changed successfully")
-    expect(page.locator("#id_mapping")).to_have_value(json.dumps(mapping, indent=2))
+    # PostgreSQL's jsonb keeps keys in its own order: compare what the saved mapping means, not its text.
+    assert json.loads(page.locator("#id_mapping").input_value()) == mapping
     page.screenshot(path=str(artifacts / "marketer-destination-saved.png"), full_page=True)
     journey.refresh_from_db()
     assert journey.mapping == mapping
