@@ -18,7 +18,7 @@ from integrations.models import Destination, Source
 from integrations.sandbox import Sandbox
 from tests.e2e.conftest import wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.walkthrough, pytest.mark.django_db(transaction=True)]
 
 CLIENT_SECRET = "sandbox-sfmc-secret"
 WRITE_KEY = "wk_browser_marketer_path"
