@@ -1014,6 +1014,9 @@ def statistics_for_planner(db: Path, analyze: bool) -> None:
             conn.execute("ANALYZE")
         elif conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
             conn.execute("DELETE FROM sqlite_stat1")
+    from django.db import connection
+
+    connection.close()  # a connection reads the statistics when it opens: the next one plans with these
 
 
 def fold_schema() -> tuple[int, float]:
