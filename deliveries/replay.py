@@ -189,7 +189,6 @@ def _count(
     include_delivered: bool,
 ) -> DryRun:
     events = events_for(criteria, destination).order_by()
-    to_here = Delivery.objects.filter(destination=destination, is_test=False).order_by()
     size = min(total, WINDOW)
     estimated = window is not None
     scope: Any = window if estimated else events.values("pk")  # few enough to count every one exactly
@@ -198,9 +197,15 @@ def _count(
         matched = events.values("pk")[: EXACT_LIMIT + 1].count()
         by_status, estimated, scale = {status: matched}, False, 1.0
     else:
-        by_status = dict(
-            to_here.filter(event_id__in=scope).values_list("status").annotate(n=Count("event_id", distinct=True))
+        # From the events' side, on the (event, destination) index: "destination_id + 0" keeps SQLite from
+        # walking the destination's index instead (~920,000 rows of a busy destination: 552 ms against 40 ms).
+        of_events = (
+            Delivery.objects.filter(event_id__in=scope, is_test=False)
+            .alias(to=F("destination_id") + 0)
+            .filter(to=destination.pk)
+            .order_by()
         )
+        by_status = dict(of_events.values_list("status").annotate(n=Count("event_id", distinct=True)))
     if status == "any":
         matched = min(total, EXACT_LIMIT)
     elif status == "never":
