@@ -420,7 +420,7 @@ def detail_view(model_admin: Any, request: HttpRequest, event_id: int) -> HttpRe
         "raw": orjson.dumps(event.payload).decode(),
         "traces": traces,
         "delivered": sum(1 for d in deliveries if d.status == Delivery.Status.DELIVERED),
-        "tester_url": optional_url("admin:deliveries_event_tester", query={"event": event.pk})
+        "tester_url": optional_url("admin:deliveries_event_tester", query=tester_query(event, deliveries))
         if user.has_perm("deliveries.use_event_tester")
         else "",
         "replay_url": optional_url("admin:deliveries_replay_add", query={"events": event.pk})
@@ -433,6 +433,16 @@ def detail_view(model_admin: Any, request: HttpRequest, event_id: int) -> HttpRe
     }
     template = "detail_body.html" if context["panel"] else "detail.html"  # the side panel wants the body alone
     return TemplateResponse(request, f"admin/deliveries/debugger/{template}", context)
+
+
+def tester_query(event: Event, deliveries: list[Delivery]) -> dict[str, Any]:
+    """Open the tester on this event and the destination most worth testing: a failing one, else one it went to."""
+    order = (Delivery.Status.FAILED, Delivery.Status.RETRYING, Delivery.Status.DELIVERED, Delivery.Status.PENDING)
+    candidates = sorted((d for d in deliveries if d.status in order), key=lambda d: order.index(d.status))
+    query: dict[str, Any] = {"event": event.pk}
+    if candidates:
+        query["destination"] = candidates[0].destination_id
+    return query
 
 
 DELIVERY_FIELDS = [

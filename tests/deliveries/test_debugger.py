@@ -340,9 +340,21 @@ def test_the_buttons_follow_the_permissions(client, django_user_model, source):
     html = client.get(reverse(DETAIL, args=[event.pk])).content.decode()
     replay = reverse("admin:deliveries_replay_add") + f"?events={event.pk}"
     assert f'<a href="{replay}">Replay</a>' in html
-    tester = debugger.optional_url("admin:deliveries_event_tester", query={"event": event.pk})
-    if tester:  # the Event Tester page is another module; its button shows once that page is installed
-        assert f'<a href="{tester}">Send to Event Tester</a>' in html
+    tester = reverse("admin:deliveries_event_tester") + f"?event={event.pk}"
+    assert f'<a href="{tester}">Send to Event Tester</a>' in html
+
+
+def test_send_to_event_tester_picks_the_destination_that_failed(admin_client, source, destination):
+    other = Destination.objects.create(
+        name="Other", slug="other", vendor="webhook", config={"url": "https://o.example"}
+    )
+    event = make_event(source)
+    make_delivery(other, event, status="delivered")
+    make_delivery(destination, event, status="failed")
+
+    html = admin_client.get(reverse(DETAIL, args=[event.pk])).content.decode()
+    tester = reverse("admin:deliveries_event_tester") + f"?event={event.pk}&amp;destination={destination.pk}"
+    assert f'<a href="{tester}">Send to Event Tester</a>' in html
 
 
 # Permissions ----------------------------------------------------------------------------------------
