@@ -41,7 +41,6 @@ from integrations.models import Destination, Source
 from integrations.signals import destinations_resumed
 from integrations.webhooks import FUNCTIONS, Incoming, WebhookError
 
-RETRYABLE = (Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.FAILED)
 RETRY_CHUNK = 1000  # delivery ids per UPDATE: "select all" may pick many thousands
 
 
@@ -332,7 +331,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         if obj is not None:
             # "track Signed Up → Welcome webhook" says more than the model's "12 → 3 (failed)".
             context = {**context, "subtitle": f"{obj.event.type} {obj.event.event}".strip() + f" → {obj.destination}"}
-        if obj is not None and obj.status in RETRYABLE and self.has_retry_permission(request):
+        if obj is not None and obj.status in Delivery.RETRYABLE and self.has_retry_permission(request):
             context = {**context, "retry_url": reverse("admin:deliveries_delivery_retry", args=[obj.pk])}
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -370,7 +369,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     def retry_deliveries(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         by_status = dict(queryset.order_by().values_list("status").annotate(n=Count("pk")))
         destinations = list(Destination.objects.filter(pk__in=queryset.values("destination_id")))
-        count = retry(queryset.filter(status__in=RETRYABLE).values_list("pk", flat=True))
+        count = retry(queryset.filter(status__in=Delivery.RETRYABLE).values_list("pk", flat=True))
         left = sum(by_status.values()) - count
         if count:
             self.message_user(request, f"Re-queued {count} {plural(count)}: they are being sent now.")
@@ -379,7 +378,7 @@ class DeliveryAdmin(admin.ModelAdmin):
             alone = ", ".join(
                 f"{n} {Delivery.Status(status).label.lower()}"
                 for status, n in sorted(by_status.items())
-                if status not in RETRYABLE
+                if status not in Delivery.RETRYABLE
             )
             self.message_user(
                 request,

@@ -13,10 +13,8 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from deliveries.models import Delivery, DeliveryRollup, Event
-from integrations.admin import misconfigured
 from integrations.models import Destination
 
-WAITING = (Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT, Delivery.Status.RETRYING)
 BACKLOG_PROBLEM = 1000  # more than this waiting for a destination that is not paused is worth a look
 
 
@@ -80,7 +78,7 @@ def delivery_numbers(midnight: datetime) -> dict[str, Any]:
         outcomes[row["destination_id"]][row["status"]] = row["n"]
     waiting: dict[int, int] = {d: 0 for d in ids}
     rows = (
-        Delivery.objects.filter(destination_id__in=ids, status__in=WAITING)
+        Delivery.objects.filter(destination_id__in=ids, status__in=Delivery.WAITING)
         .values("destination_id")
         .annotate(n=Count("id"))
         .order_by()
@@ -114,7 +112,7 @@ def problem_of(destination: Destination, failed: int, waiting: int) -> dict[str,
         kind, text = "disabled", "Delivery is off: events are not routed here."
     elif destination.paused:
         kind, text = "paused", "Paused: events wait until you resume delivery."
-    elif misconfigured(destination):
+    elif destination.misconfigured:
         kind, text = "misconfigured", destination.last_error
     elif failed:
         kind, text = "failing", destination.last_error or "Some deliveries failed today."

@@ -37,7 +37,6 @@ CLAIM_LIMIT = 50
 RECORD_EVERY = 25  # sends recorded in one write transaction ...
 RECORD_SECONDS = 0.2  # ... or after this long, whichever comes first
 LINGER_POLL = 0.02  # how often a drain with nothing to do looks for new work (see wait_for_work)
-DUE = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,9 @@ def _release(slot_id: int, token: str) -> None:
 
 def has_due_work(destination_id: int, now: datetime | None = None) -> bool:
     now = now or timezone.now()
-    return Delivery.objects.filter(destination_id=destination_id, status__in=DUE, next_attempt_at__lte=now).exists()
+    return Delivery.objects.filter(
+        destination_id=destination_id, status__in=Delivery.DUE, next_attempt_at__lte=now
+    ).exists()
 
 
 # Rate limit ------------------------------------------------------------------------------------------
@@ -263,7 +264,7 @@ def claim_within_rate(
         return [], 0.0  # a read: on SQLite, taking the write lock to find nothing would delay every other writer
     wait = 0.0
     with transaction.atomic():
-        query = Delivery.objects.filter(destination=destination, status__in=DUE, next_attempt_at__lte=now)
+        query = Delivery.objects.filter(destination=destination, status__in=Delivery.DUE, next_attempt_at__lte=now)
         if connection.features.has_select_for_update_skip_locked:
             query = query.select_for_update(skip_locked=True)
         ids = list(query.order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit])
@@ -274,7 +275,7 @@ def claim_within_rate(
                 Delivery.objects.filter(id__in=held_back).update(next_attempt_at=now + timedelta(seconds=wait))
         if not ids:
             return [], wait
-        Delivery.objects.filter(id__in=ids, status__in=DUE).update(
+        Delivery.objects.filter(id__in=ids, status__in=Delivery.DUE).update(
             status=Delivery.Status.IN_FLIGHT, lease_expires_at=expires
         )
     held = Delivery.objects.filter(id__in=ids, status=Delivery.Status.IN_FLIGHT, lease_expires_at=expires)
@@ -625,7 +626,7 @@ def sweep() -> dict[str, int]:
     now = timezone.now()
     expired = expire_leases(now, Timing.current())
     due = set(
-        Delivery.objects.filter(status__in=DUE, next_attempt_at__lte=now)
+        Delivery.objects.filter(status__in=Delivery.DUE, next_attempt_at__lte=now)
         .values_list("destination_id", flat=True)
         .distinct()
     )

@@ -29,7 +29,6 @@ from deliveries.display import duration, pretty_body, render_exchanges
 from deliveries.engine import retry_now
 from deliveries.models import Attempt, Delivery, DeliveryRollup
 from deliveries.rollups import FAILED_BUCKET, LATENCY_BUCKETS, minute_of
-from integrations.admin import misconfigured
 from integrations.models import Destination
 
 PERMISSION = "deliveries.view_delivery"
@@ -38,7 +37,6 @@ ISSUE_GROUPS = 20
 SAMPLES = 20
 ISSUE_SCAN = 10_000  # newest failed (and retrying) deliveries the issues read: grouping errors needs the rows
 RETRY_CHUNK = 1000
-BACKLOG = (Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT, Delivery.Status.RETRYING)
 ISSUE_STATUSES = (Delivery.Status.FAILED, Delivery.Status.RETRYING)
 
 
@@ -259,7 +257,7 @@ def current_counts(destination_ids: list[int]) -> dict[int, dict[str, int]]:
     """Pending, in flight and retrying now, per destination (the (destination, status, next_attempt_at) index)."""
     counts: dict[int, dict[str, int]] = {d: {} for d in destination_ids}
     rows = (
-        Delivery.objects.filter(destination_id__in=destination_ids, status__in=BACKLOG)
+        Delivery.objects.filter(destination_id__in=destination_ids, status__in=Delivery.WAITING)
         .values("destination_id", "status")
         .annotate(n=Count("id"))
         .order_by()
@@ -287,7 +285,7 @@ def state_of(destination: Destination) -> tuple[str, str]:
         return "disabled", "Delivery is off: events are not routed here."
     if destination.paused:
         return "paused", "Events are routed and kept; they are sent once you resume delivery."
-    if misconfigured(destination):
+    if destination.misconfigured:
         return "misconfigured", "Every delivery fails until the settings are fixed."
     return "enabled", ""
 

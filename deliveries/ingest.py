@@ -25,10 +25,10 @@ from deliveries.engine import kick
 from deliveries.models import Delivery, Event
 from deliveries.routing import decide
 from integrations.models import Destination, Source
+from integrations.spec import EVENT_TYPES
 
 log = logging.getLogger("cdphub.ingest")
 
-EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_EVENT_BYTES = 32 * 1024
 MAX_ID_LENGTH = 255
 REJECTED_PAYLOAD_EXCERPT = 2048

@@ -79,6 +79,13 @@ class Delivery(models.Model):
         FAILED = "failed"
         FILTERED = "filtered"
 
+    # The status groups every module speaks of, defined once.
+    DUE = (Status.PENDING, Status.RETRYING)  # the worker claims these once next_attempt_at has come
+    WAITING = (Status.PENDING, Status.RETRYING, Status.IN_FLIGHT)  # not finished: the destination's backlog
+    RETRYABLE = (Status.PENDING, Status.RETRYING, Status.FAILED)  # "Retry now" sends these at once
+    REQUEUEABLE = (Status.FAILED, Status.RETRYING, Status.PENDING, Status.FILTERED)  # a replay queues these again
+    FINISHED = (Status.DELIVERED, Status.FAILED)  # outcomes: counted in the rollups
+
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
     destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="deliveries")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

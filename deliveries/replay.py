@@ -42,9 +42,6 @@ MAX_EVENTS = 100_000  # per destination and replay: the oldest are taken, a seco
 MAX_SELECTED = 1_000  # ids in ?events= (a Debugger selection is a page or a few)
 WINDOW = 20_000  # the oldest events whose deliveries the dry run counts, to scale to the rest
 SAMPLE = 500  # events whose payloads the dry run routes to estimate what each filter drops
-JOURNEY = "sfmc_journey"
-WAITING = (Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.IN_FLIGHT)
-REQUEUE = (Delivery.Status.FAILED, Delivery.Status.RETRYING, Delivery.Status.PENDING, Delivery.Status.FILTERED)
 DELIVERY_STATUSES = [
     ("any", "Any"),
     ("failed", "Failed"),
@@ -290,7 +287,7 @@ def _replay_chunk(replay: Replay, destination: Destination, event_ids: list[int]
     skipped_delivered = 0
     for event_id in event_ids:
         statuses = [status for _, status in rows.get(event_id, [])]
-        waiting = [i for i, status in rows.get(event_id, []) if status in REQUEUE]
+        waiting = [i for i, status in rows.get(event_id, []) if status in Delivery.REQUEUEABLE]
         if Delivery.Status.IN_FLIGHT in statuses:
             continue  # being sent right now: counted as processed only
         if Delivery.Status.DELIVERED in statuses and not replay.include_delivered:
@@ -308,7 +305,8 @@ def _replay_chunk(replay: Replay, destination: Destination, event_ids: list[int]
     create = [event_id for event_id in create if event_id not in dropped]
     queued = 0
     if requeue:
-        again = Delivery.objects.filter(pk__in=requeue, status__in=REQUEUE)  # a worker may have claimed one since
+        # A worker may have claimed one since: only rows still waiting to be queued again.
+        again = Delivery.objects.filter(pk__in=requeue, status__in=Delivery.REQUEUEABLE)
         fields = {
             "status": Case(
                 When(attempts=0, then=Value(Delivery.Status.PENDING)), default=Value(Delivery.Status.RETRYING)
@@ -359,7 +357,7 @@ def progress(replay: Replay) -> dict[str, Any]:
     else:
         delivered, failed = by_status.get("delivered", 0), by_status.get("failed", 0)
         filtered = by_status.get("filtered", 0)
-        waiting = sum(by_status.get(status, 0) for status in WAITING)
+        waiting = sum(by_status.get(status, 0) for status in Delivery.WAITING)
         if replay.status == Replay.Status.SENDING and not waiting:
             now = timezone.now()
             Replay.objects.filter(pk=replay.pk, status=Replay.Status.SENDING).update(
@@ -463,7 +461,7 @@ class ReplayForm(forms.Form):
         since, until = data.get("since"), data.get("until")
         if since and until and since >= until:
             self.add_error("until", "The end of the time range must come after its start.")
-        journeys = [d.name for d in data.get("destinations") or [] if d.vendor == JOURNEY]
+        journeys = [d.name for d in data.get("destinations") or [] if d.vendor_class.reenters_contacts]
         if journeys and not data.get("confirm_journey"):
             self.add_error(
                 "confirm_journey",
@@ -588,7 +586,7 @@ class ReplayAdmin(admin.ModelAdmin):
             "window": WINDOW,
             "estimates": any(count.estimated or count.dropped_estimated for count in counts),
             "any_status": form.is_bound and form.is_valid() and delivery_status(form.criteria()) == "any",
-            "journey_ids": [d.pk for d in form.fields["destinations"].queryset if d.vendor == JOURNEY],
+            "journey_ids": [d.pk for d in form.fields["destinations"].queryset if d.vendor_class.reenters_contacts],
             "filter_url": reverse("admin:deliveries_replay_add"),
             "time_zone": timezone.get_current_timezone_name(),
             "filter_fields": [form[name] for name in ("source", "since", "until", "type", "event", "delivery_status")],

@@ -26,7 +26,7 @@ LATENCY_BUCKETS: tuple[int, ...] = (
     300_000, 900_000, 3_600_000, 14_400_000, 86_400_000,
 )  # fmt: skip
 FAILED_BUCKET = -1
-OUTCOMES = (Delivery.Status.DELIVERED, Delivery.Status.FAILED)
+OUTCOMES = Delivery.FINISHED
 
 
 def latency_bucket(latency_ms: int | None) -> int:

@@ -29,10 +29,11 @@ from django_q.tasks import async_task
 
 from deliveries.display import duration, http_message, pretty_body
 from deliveries.engine import Sent, Timing, build_vendor, internal_error, rate_gate, record, send
-from deliveries.ingest import EVENT_TYPES, EventError, email_of, normalise
+from deliveries.ingest import EventError, email_of, normalise
 from deliveries.models import Attempt, Delivery, Event
 from deliveries.routing import decide
 from integrations.models import Destination, Source
+from integrations.spec import EVENT_TYPES
 from integrations.vendors import DeliveryError
 
 log = logging.getLogger("cdphub.tester")

@@ -262,7 +262,6 @@ class SourceAdmin(CountedDeletes, admin.ModelAdmin):
 # The delivery model by relation, like the event model above.
 DELIVERY_MODEL = Destination._meta.get_field("deliveries").related_model
 DELIVERY_STATUS = DELIVERY_MODEL.Status
-QUEUED = [DELIVERY_STATUS.PENDING, DELIVERY_STATUS.RETRYING, DELIVERY_STATUS.IN_FLIGHT]
 ERROR_CHARS = 80
 
 
@@ -284,14 +283,6 @@ def ago(value: datetime | None, empty: str = "never") -> str:
         return empty
     at = timezone.localtime(value)
     return format_html('<span title="{}">{}</span>', date_format(at, "Y-m-d H:i:s T"), naturaltime(value))
-
-
-def misconfigured(destination: Destination) -> bool:
-    """The last error says the settings are wrong (bad credentials, a wrong key) and nothing was delivered since."""
-    if destination.last_error_code not in destination.vendor_class.setup_errors:
-        return False
-    delivered, failed = destination.last_delivered_at, destination.last_error_at
-    return failed is not None and (delivered is None or failed > delivered)
 
 
 def stored_line(stored: Any, them: str = "them") -> str:
@@ -381,7 +372,7 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
             .annotate(
                 delivered_24h=count_of(recent.filter(status=DELIVERY_STATUS.DELIVERED)),
                 failed_24h=count_of(recent.filter(status=DELIVERY_STATUS.FAILED)),
-                queued=count_of(deliveries.filter(status__in=QUEUED)),
+                queued=count_of(deliveries.filter(status__in=DELIVERY_MODEL.WAITING)),
             )
             .prefetch_related("sources")
         )
@@ -466,7 +457,7 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
             state, title = "disabled", "Events are not routed here."
         elif destination.paused:
             state, title = "paused", "Events are routed and kept; they are sent once you resume delivery."
-        elif misconfigured(destination):
+        elif destination.misconfigured:
             state = "misconfigured"
             title = "Every delivery fails until the settings are fixed. " + destination.last_error_hint
         else:

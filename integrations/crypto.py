@@ -30,6 +30,7 @@ from django.dispatch import receiver
 KEYS_ENV = "CDPHUB_CREDENTIAL_KEYS"
 KEYS_FILE = "credential_keys"
 CANNOT_DECRYPT = f"cannot decrypt: check {KEYS_ENV}"
+MASK = "••••••••"  # what a stored or previewed secret shows as: never its value, not even part of it
 GENERATE_KEY = "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from django.forms.fields import InvalidJSONInput, JSONString
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from integrations.crypto import CANNOT_DECRYPT, Undecryptable
+from integrations.crypto import CANNOT_DECRYPT, MASK, Undecryptable
 from integrations.models import Destination, Source
 from integrations.vendors import VENDORS, Vendor
 from integrations.webhooks import FUNCTIONS
@@ -30,9 +30,6 @@ def vendor_kinds() -> Kinds:
 
 def function_kinds() -> Kinds:
     return {kind: (function.label, function.secrets_class) for kind, function in FUNCTIONS.items()}
-
-
-MASK = "••••••••"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from django.db import models
 
 from integrations.crypto import CANNOT_DECRYPT, EncryptedJSONField, Undecryptable
 from integrations.mapping import MappingError, compile_expression
+from integrations.spec import EVENT_TYPES
 
 
 def new_write_key() -> str:
@@ -70,7 +71,6 @@ def vendor_choices() -> list[tuple[str, str]]:
     return [(key, vendor.label) for key, vendor in VENDORS.items()]
 
 
-EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 FILTER_KEYS = ("types", "events", "condition")
 MAX_RETRY_DEADLINE = timedelta(days=30)
 
@@ -199,6 +199,15 @@ class Destination(models.Model):
         from integrations.vendors import VENDORS
 
         return VENDORS[self.vendor]
+
+    @property
+    def misconfigured(self) -> bool:
+        """The last error says the settings are wrong (bad credentials, a wrong key) and nothing was delivered
+        since: every delivery fails until someone fixes them."""
+        if self.last_error_code not in self.vendor_class.setup_errors:
+            return False
+        delivered, failed = self.last_delivered_at, self.last_error_at
+        return failed is not None and (delivered is None or failed > delivered)
 
     def limits(self) -> tuple[int, float, int]:
         """Return (requests, per seconds, concurrency), this destination's or the vendor's defaults."""

@@ -19,13 +19,12 @@ import orjson
 import requests
 from django.conf import settings
 
-from integrations.crypto import CANNOT_DECRYPT, Undecryptable
+from integrations.crypto import CANNOT_DECRYPT, MASK, Undecryptable
 from integrations.mapping import apply_mapping, check_mapping
 
 USER_AGENT = "cdphub/0.1 (+https://github.com/cdphub)"
 BODY_LIMIT = 4096  # characters of each recorded body
 REDACTED = "[REDACTED]"
-MASK = "********"  # a credential in a preview: never shown, not even redacted in place
 SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
 SECRET_KEYS = re.compile(r"secret|token|password|passwd|authorization|api[_-]?key|write[_-]?key|signature", re.I)
 
@@ -383,6 +382,10 @@ class Vendor:
     setup_errors: ClassVar[frozenset[str]] = frozenset({"invalid_settings", "invalid_url", "private_address"})
     default_rate_limit: ClassVar[tuple[int, float]] = (50, 1.0)  # requests per seconds
     default_concurrency: ClassVar[int] = 4
+    # Sending an event again has a consequence beyond the data (an SFMC journey admits the contact once more):
+    # replays ask the marketer to confirm.
+    reenters_contacts: ClassVar[bool] = False
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # name -> {"label", "filter", "mapping"}: admin form buttons
 
     def __init__(
         self,

@@ -423,6 +423,7 @@ class SfmcJourney(Sfmc):
     label = "Salesforce Marketing Cloud journey"
     kind = "journey"
     config_class = SfmcJourneyConfig
+    reenters_contacts = True
     max_batch = 100  # the async route's limit
     calls_per_batch = 2  # the call, and once more after a 401
     mapping_shape = {

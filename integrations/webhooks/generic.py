@@ -12,9 +12,9 @@ import jmespath.exceptions
 import orjson
 
 from integrations.mapping import apply_mapping, check_mapping, compile_expression, evaluate
+from integrations.spec import EVENT_TYPES
 from integrations.webhooks.base import Incoming, SourceFunction, WebhookError, from_unix, header, hmac_digest, same
 
-EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")  # as deliveries.ingest accepts them
 FIELDS = (
     "type", "event", "name", "category", "userId", "anonymousId", "previousId", "groupId",
     "properties", "traits", "context", "integrations", "timestamp", "messageId",
