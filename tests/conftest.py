@@ -52,3 +52,35 @@ def source(db):
 def basic_auth(write_key: str, colon: bool = True) -> str:
     raw = f"{write_key}:" if colon else write_key
     return "Basic " + base64.b64encode(raw.encode()).decode()
+
+
+@pytest.fixture
+def marketer(django_user_model):
+    """A staff user in the Marketer group (made by migration, restored after a flush)."""
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user("mia", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketer"))
+    return user
+
+
+@pytest.fixture
+def marketer_client(marketer):
+    """A test client logged in as the Marketer."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(marketer)
+    return client
+
+
+@pytest.fixture
+def destination(source):
+    """A webhook destination fed by `source`, posting to a receiver nobody answers unless a test mocks it."""
+    from integrations.models import Destination
+
+    destination = Destination.objects.create(
+        name="Welcome hook", slug="welcome-hook", vendor="webhook", config={"url": "https://hooks.example.com/in"}
+    )
+    destination.sources.add(source)
+    return destination
