@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from integrations.vendors.base import DeliveryError, Result, Vendor
+from integrations.vendors.contract import DeliveryError, Result, Vendor
 
 MAX_EVENT_BYTES = 32_000
 MAX_BATCH_BYTES = 475_000  # Segment's limit is 500 KB; analytics-python keeps this margin for sentAt

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import orjson
 
-from integrations.vendors.base import Result, Vendor
+from integrations.vendors.contract import Result, Vendor
 
 
 @dataclass

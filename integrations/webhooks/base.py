@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from integrations.vendors.base import parse_settings
+from integrations.typed_settings import parse_settings
 
 
 class WebhookError(Exception):

@@ -266,7 +266,7 @@ def test_without_keys_configured_one_is_generated_into_the_data_dir(
 
 
 def test_vendor_settings_report_unreadable_credentials_instead_of_a_type_error() -> None:
-    from integrations.vendors.base import parse_settings
+    from integrations.typed_settings import parse_settings
 
     settings, problems = parse_settings(dict, crypto.Undecryptable("gAAAA-old-token"), "credentials")
 

@@ -12,7 +12,7 @@ import requests
 import responses
 
 from integrations.vendors import VENDORS, Vendor
-from integrations.vendors.base import Result
+from integrations.vendors.contract import Result
 
 WEBHOOK_SIGNING_SECRET = "whsec_" + base64.b64encode(b"contract-signing-key-0123456789").decode()
 

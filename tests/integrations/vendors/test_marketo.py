@@ -16,12 +16,13 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 import responses
-from django.db import connection
 
-from integrations.models import VendorLock
-from integrations.vendors import marketo as marketo_module
-from integrations.vendors.base import REDACTED, Result
-from integrations.vendors.marketo import HINTS, LEAD_IDS, Marketo, seconds_to_quota_reset
+from integrations.vendors.contract import Result
+from integrations.vendors.http import REDACTED
+from integrations.vendors.marketo import rest
+from integrations.vendors.marketo.errors import HINTS, seconds_to_quota_reset
+from integrations.vendors.marketo.vendor import Marketo
+from integrations.vendors.state import MemoryState
 
 MUNCHKIN_ID = "284-RPR-133"
 BASE = f"https://{MUNCHKIN_ID}.mktorest.com"  # as configured, and as the exchanges record it
@@ -43,14 +44,14 @@ ACTIVITIES = {
 }
 CHICAGO = ZoneInfo("America/Chicago")
 
-pytestmark = pytest.mark.django_db
+STATE = MemoryState()  # shared by every vendor object a test builds, as the hub's state is by its workers
 
 
 @pytest.fixture(autouse=True)
-def no_remembered_lead_ids() -> Iterator[None]:
-    LEAD_IDS.ids.clear()
-    yield
-    LEAD_IDS.ids.clear()
+def fresh_state() -> None:
+    """Each test starts with no token, lead id or lock remembered."""
+    global STATE
+    STATE = MemoryState()
 
 
 @pytest.fixture
@@ -60,7 +61,9 @@ def mocked() -> Iterator[responses.RequestsMock]:
 
 
 def marketo(**config: Any) -> Marketo:
-    return Marketo({"munchkin_id": MUNCHKIN_ID, "activities": ACTIVITIES, **config}, CREDENTIALS, None, timeout=5.0)
+    return Marketo(
+        {"munchkin_id": MUNCHKIN_ID, "activities": ACTIVITIES, **config}, CREDENTIALS, None, timeout=5.0, state=STATE
+    )
 
 
 def identify(email: str | None, n: int = 1, **traits: Any) -> dict[str, Any]:
@@ -238,7 +241,7 @@ def test_a_track_event_of_an_unknown_lead_creates_it_in_the_upsert_when_upsert_l
     assert_lookup(lookup, "new@example.com")
     assert_post(upsert, LEADS_URL, upsert_body({"email": "new@example.com", "firstName": "Ada"}))
     assert_post(post, ACTIVITIES_URL, {"input": [activity(900)]})
-    assert LEAD_IDS.get((BASE.lower(), "email", "new@example.com")) == 900
+    assert STATE.memo.get((BASE.lower(), "email", "new@example.com")) == 900
 
 
 def test_a_mixed_batch_makes_one_lookup_one_upsert_and_one_activities_call(mocked: responses.RequestsMock) -> None:
@@ -417,7 +420,7 @@ def test_bad_client_credentials_fail_without_any_rest_call(mocked: responses.Req
 def test_a_token_that_is_rolling_over_is_asked_for_again(
     mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(marketo_module, "TOKEN_ROLLOVER_WAIT", 0.0)
+    monkeypatch.setattr(rest, "TOKEN_ROLLOVER_WAIT", 0.0)
     add_token(mocked, TOKEN, expires_in=0)
     add_token(mocked, NEW_TOKEN, expires_in=3600)
     mocked.post(LEADS_URL, json=ok([{"id": 50, "status": "updated"}]))
@@ -623,7 +626,7 @@ def test_a_record_level_1004_with_upsert_off_fails_that_record_and_the_others_ar
 
 def test_a_1004_for_a_remembered_lead_id_is_retried_after_forgetting_the_id(mocked: responses.RequestsMock) -> None:
     add_token(mocked)
-    LEAD_IDS.put((BASE.lower(), "email", "ada@example.com"), 5)
+    STATE.memo.put((BASE.lower(), "email", "ada@example.com"), 5, 3600)
     mocked.post(
         ACTIVITIES_URL, json=ok([{"status": "skipped", "reasons": [{"code": "1004", "message": "Lead not found"}]}])
     )
@@ -631,7 +634,7 @@ def test_a_1004_for_a_remembered_lead_id_is_retried_after_forgetting_the_id(mock
     [result] = marketo().deliver([track("ada@example.com")])
 
     assert (result.outcome, result.error_code) == ("retry", "lead_not_found")
-    assert LEAD_IDS.get((BASE.lower(), "email", "ada@example.com")) is None
+    assert STATE.memo.get((BASE.lower(), "email", "ada@example.com")) is None
 
 
 def test_1006_and_1013_fail_their_records_whether_marketo_says_errors_or_reasons(
@@ -758,13 +761,12 @@ def test_validate_accepts_good_settings_and_requires_both_credentials() -> None:
 # The upsert lock ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("locked", [True, False])
 def test_the_upsert_lock_keeps_two_workers_from_upserting_at_once(
     mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch, locked: bool
 ) -> None:
     if not locked:  # the control: without the lock the two upserts overlap, so the test can see overlap
-        monkeypatch.setattr(marketo_module, "vendor_lock", lambda key, seconds: contextlib.nullcontext())
+        monkeypatch.setattr(Marketo, "upsert_turn", lambda self: contextlib.nullcontext())
     add_token(mocked)
     in_flight, most = [0], [0]
     guard = threading.Lock()
@@ -782,10 +784,7 @@ def test_the_upsert_lock_keeps_two_workers_from_upserting_at_once(
     results: list[Result] = []
 
     def worker() -> None:
-        try:
-            results.extend(marketo(upsert_leads=True).deliver([identify("ada@example.com")]))
-        finally:
-            connection.close()
+        results.extend(marketo(upsert_leads=True).deliver([identify("ada@example.com")]))
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for thread in threads:
@@ -795,8 +794,6 @@ def test_the_upsert_lock_keeps_two_workers_from_upserting_at_once(
 
     assert outcomes(results) == ["delivered", "delivered"]
     assert most[0] == (1 if locked else 2)
-    if locked:
-        assert VendorLock.objects.get().lease_until is None, "the lock is released after the call"
 
 
 # Secrets --------------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The shared OAuth token store: one fetch per expiry for every worker, one replacement per bad token, refused
-credentials remembered for a while, and the token encrypted at rest."""
+"""The shared OAuth token over AccessToken rows (the hub's DatabaseState): one fetch per expiry for every
+worker, one replacement per bad token, refused credentials remembered for a while, the token encrypted at rest."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from django.db import connection
 from django.utils import timezone
 
 from integrations.models import AccessToken
+from integrations.models.vendor_state import DatabaseTokens
 from integrations.vendors import oauth
-from integrations.vendors.base import DeliveryError
+from integrations.vendors.contract import DeliveryError
 from integrations.vendors.oauth import FAILURE_MEMORY, SharedToken, token_key, use_until
 
 KEY = token_key("test", "https://auth.example.com", "client-1", "", "secret-1")
@@ -42,7 +43,7 @@ class Fetcher:
 
 def worker(fetch: Fetcher, key: str = KEY) -> SharedToken:
     """What each worker process builds: its own SharedToken over the same row."""
-    return SharedToken(key, None, fetch, timeout=1.0)
+    return SharedToken(key, DatabaseTokens(None), fetch, timeout=1.0)
 
 
 @pytest.mark.django_db

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 import responses
 
-from integrations.vendors.base import MASK, DeliveryError
-from integrations.vendors.marketo import Marketo
+from integrations.crypto import MASK
+from integrations.vendors.contract import DeliveryError
+from integrations.vendors.marketo.vendor import Marketo
 from integrations.vendors.segment import Segment
-from integrations.vendors.sfmc import SfmcDataExtension, SfmcJourney
+from integrations.vendors.sfmc.data_extension import SfmcDataExtension
+from integrations.vendors.sfmc.journey import SfmcJourney
 from integrations.vendors.webhook import Webhook
 
 SUBDOMAIN = "mc563885gzs27c5t9-63k636ttgm"

@@ -12,7 +12,8 @@ import pytest
 import responses
 
 from integrations.vendors import VENDORS
-from integrations.vendors.base import REDACTED, USER_AGENT, DeliveryError
+from integrations.vendors.contract import DeliveryError
+from integrations.vendors.http import REDACTED, USER_AGENT
 from integrations.vendors.segment import MAX_BATCH_BYTES, Segment
 
 WRITE_KEY = "wk_live_5Qx8r2Lm0Zt"

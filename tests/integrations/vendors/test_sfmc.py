@@ -13,12 +13,23 @@ import pytest
 import requests
 import responses
 
-from integrations.models import AccessToken
 from integrations.vendors import oauth
-from integrations.vendors.base import REDACTED, USER_AGENT, DeliveryError, Result
-from integrations.vendors.sfmc import HINTS, SfmcDataExtension, SfmcJourney
+from integrations.vendors.contract import DeliveryError, Result
+from integrations.vendors.http import REDACTED, USER_AGENT
+from integrations.vendors.sfmc.base import HINTS
+from integrations.vendors.sfmc.data_extension import SfmcDataExtension
+from integrations.vendors.sfmc.journey import SfmcJourney
+from integrations.vendors.state import MemoryState
 
-pytestmark = pytest.mark.django_db
+STATE = MemoryState()  # shared by every vendor object a test builds, as the hub's state is by its workers
+
+
+@pytest.fixture(autouse=True)
+def fresh_state() -> None:
+    """Each test starts with no token remembered."""
+    global STATE
+    STATE = MemoryState()
+
 
 SUBDOMAIN = "mc563885gzs27c5t9-63k636ttgm"
 AUTH = f"https://{SUBDOMAIN}.auth.marketingcloudapis.com"
@@ -67,13 +78,17 @@ def data_of(n: int = 42) -> dict[str, Any]:
 
 def journey(mapping: Any = None, **config: Any) -> SfmcJourney:
     return SfmcJourney(
-        {"subdomain": SUBDOMAIN, "event_definition_key": EVENT_KEY, **config}, CREDENTIALS, mapping, timeout=5.0
+        {"subdomain": SUBDOMAIN, "event_definition_key": EVENT_KEY, **config},
+        CREDENTIALS,
+        mapping,
+        timeout=5.0,
+        state=STATE,
     )
 
 
 def data_extension(**config: Any) -> SfmcDataExtension:
     return SfmcDataExtension(
-        {"subdomain": SUBDOMAIN, "data_extension_key": DE_KEY, **config}, CREDENTIALS, None, timeout=5.0
+        {"subdomain": SUBDOMAIN, "data_extension_key": DE_KEY, **config}, CREDENTIALS, None, timeout=5.0, state=STATE
     )
 
 
@@ -329,7 +344,7 @@ def test_another_worker_with_the_same_credentials_uses_the_stored_token(mocked: 
     journey().deliver([identify(2)])
 
     assert urls_called(mocked) == [TOKEN_URL, EVENTS_URL, EVENTS_URL]
-    assert AccessToken.objects.count() == 1
+    assert len(STATE.tokens.tokens) == 1
 
 
 def test_a_token_past_its_use_until_is_refreshed_once(

@@ -14,7 +14,8 @@ import pytest
 import responses
 
 from integrations.vendors import VENDORS
-from integrations.vendors.base import REDACTED, USER_AGENT, DeliveryError, Vendor
+from integrations.vendors.contract import DeliveryError, Vendor
+from integrations.vendors.http import REDACTED, USER_AGENT
 from integrations.vendors.webhook import Webhook
 
 URL = "https://hooks.example.com/cdp/events"

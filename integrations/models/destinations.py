@@ -1,74 +1,24 @@
+"""Destinations: a vendor, its settings and secrets, which sources feed it and which events pass."""
+
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 
+from integrations import vendors
 from integrations.crypto import CANNOT_DECRYPT, EncryptedJSONField, Undecryptable
 from integrations.mapping import MappingError, compile_expression
+from integrations.models.sources import Source
+from integrations.models.vendor_state import DatabaseState
 from integrations.spec import EVENT_TYPES
-
-
-def new_write_key() -> str:
-    return "wk_" + secrets.token_urlsafe(24)
-
-
-class Source(models.Model):
-    class Kind(models.TextChoices):
-        HTTP = "http", "HTTP Tracking API (Segment / RudderStack SDKs)"
-        CUSTOMERIO = "customerio", "Customer.io webhooks"
-        STRIPE = "stripe", "Stripe webhooks"
-        ZENDESK = "zendesk", "Zendesk webhooks"
-        GENERIC = "generic", "Any JSON webhook"
-
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100, unique=True)
-    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.HTTP)
-    write_key = models.CharField(max_length=100, unique=True, default=new_write_key)
-    enabled = models.BooleanField(default=True)
-    settings = EncryptedJSONField(help_text="Secret settings (e.g. a signing secret), stored encrypted.")
-    config = models.JSONField(
-        default=dict, blank=True, help_text="How the source function reads this tool's webhooks (not secret)"
-    )
-    last_request_at = models.DateTimeField(null=True, blank=True)
-    last_request_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_request_result = models.TextField(blank=True, help_text="What the last webhook request came to")
-    last_request_body = models.TextField(blank=True, help_text="The start of the last webhook body, to try again")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def clean(self) -> None:
-        """Check a webhook source's settings the way its source function reads them."""
-        from integrations.webhooks import FUNCTIONS
-
-        function = FUNCTIONS.get(self.kind)
-        if function is None:
-            return
-        locked = isinstance(self.settings, Undecryptable)
-        problems = function.validate(self.config, {} if locked else self.settings)
-        if locked:
-            problems.append(f"settings: {CANNOT_DECRYPT} (enter the signing secret again)")
-        errors: dict[str, list[str]] = {}
-        for problem in problems:
-            name = problem.split(".", 1)[0].split(":", 1)[0]
-            errors.setdefault(name if name in ("config", "settings") else NON_FIELD_ERRORS, []).append(problem)
-        if errors:
-            raise ValidationError(errors)
+from integrations.vendors.contract import Vendor
 
 
 def vendor_choices() -> list[tuple[str, str]]:
-    from integrations.vendors import VENDORS
-
-    return [(key, vendor.label) for key, vendor in VENDORS.items()]
+    return [(key, vendor.label) for key, vendor in vendors.VENDORS.items()]
 
 
 FILTER_KEYS = ("types", "events", "condition")
@@ -166,10 +116,8 @@ class Destination(models.Model):
 
         Each message starts with its field's path ("config.url: required") and is filed under that field.
         """
-        from integrations.vendors import VENDORS
-
         problems: list[str] = []
-        vendor = VENDORS.get(self.vendor)
+        vendor = vendors.VENDORS.get(self.vendor)
         locked = isinstance(self.credentials, Undecryptable)
         if locked:
             problems.append(
@@ -195,10 +143,8 @@ class Destination(models.Model):
             raise ValidationError(errors)
 
     @property
-    def vendor_class(self):
-        from integrations.vendors import VENDORS
-
-        return VENDORS[self.vendor]
+    def vendor_class(self) -> type[Vendor]:
+        return vendors.VENDORS[self.vendor]
 
     @property
     def misconfigured(self) -> bool:
@@ -218,40 +164,9 @@ class Destination(models.Model):
             self.concurrency or self.vendor_class.default_concurrency,
         )
 
-    def build_vendor(self):
+    def build_vendor(self) -> Vendor:
+        """The vendor with this destination's settings and the hub's shared state (tokens, locks); raises
+        DeliveryError when the settings are invalid."""
         return self.vendor_class(
-            self.config, self.credentials, self.mapping, timeout=self.timeout, destination_id=self.id
+            self.config, self.credentials, self.mapping, timeout=self.timeout, state=DatabaseState(self.id)
         )
-
-
-class AccessToken(models.Model):
-    """A vendor's OAuth access token, shared by every worker process: one token call per expiry, not per process.
-
-    `key` is a hash of what the token is for (vendor, host, client id, business unit, secret), so destinations
-    with the same credentials share it and a changed secret gets a new one. While one worker fetches a new
-    token it holds the row's lease (`lease_until`, `lease`); the others wait for the row to change.
-    """
-
-    key = models.CharField(max_length=64, unique=True)
-    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="access_tokens", null=True)
-    value = EncryptedJSONField(help_text="The token and what came with it, stored encrypted.")
-    expires_at = models.DateTimeField(null=True, blank=True, help_text="When to stop using it (refresh margin taken)")
-    fetched_at = models.DateTimeField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    lease = models.CharField(max_length=32, blank=True)
-
-    def __str__(self) -> str:
-        return f"access token {self.key[:12]}…"
-
-
-class VendorLock(models.Model):
-    """A short lease that lets one worker at a time make a vendor call that must not overlap with itself
-    (Marketo: two upserts of the same lead at once create a duplicate lead). Held for one call, then freed;
-    a worker that died keeps it only until `lease_until`."""
-
-    key = models.CharField(max_length=64, unique=True)
-    lease = models.CharField(max_length=32, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"vendor lock {self.key[:12]}…"

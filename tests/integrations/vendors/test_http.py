@@ -1,4 +1,4 @@
-"""The vendor base: the private-address guard, Retry-After, redaction and truncation of the log, no redirects."""
+"""The vendors' HTTP client: the private-address guard, Retry-After, redaction and truncation, no redirects."""
 
 from __future__ import annotations
 
@@ -7,24 +7,21 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 import requests
 import responses
 
-from integrations.vendors.base import (
+from integrations.vendors.http import (
     BODY_LIMIT,
     REDACTED,
-    DeliveryError,
     HttpClient,
-    Result,
     check_url,
     describe_response,
-    parse_settings,
     retry_after_seconds,
 )
+from integrations.vendors.results import DeliveryError
 from integrations.vendors.webhook import Webhook
 
 SECRET = "sk_live_9f8e7d6c5b"
@@ -423,67 +420,6 @@ def test_describe_response_gives_the_receivers_own_words(status: int, body: str,
 
 def test_describe_response_keeps_a_long_body_short() -> None:
     assert len(describe_response(answer(500, "e" * 5000))) == len("HTTP 500: ") + 300
-
-
-# Typed settings --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Sample:
-    name: str
-    mode: Literal["fast", "slow"] = "fast"
-    ratio: float = 1.0
-    flag: bool = False
-    tags: list[str] | None = None
-
-
-@pytest.mark.parametrize(
-    ("data", "problem"),
-    [
-        ({}, "config.name: required"),
-        ({"name": None}, "config.name: required"),
-        ({"name": "n", "mode": "medium"}, "config.mode: must be one of 'fast', 'slow', not 'medium'"),
-        ({"name": "n", "ratio": "1"}, "config.ratio: must be a number, not a string"),
-        ({"name": "n", "flag": "yes"}, "config.flag: must be true or false, not a string"),
-        ({"name": "n", "tags": "a,b"}, "config.tags: must be a list of strings, not a string"),
-        ({"name": "n", "tags": ["a", 2]}, "config.tags: must be a list of strings"),
-        ({"name": "n", "speed": 3}, "config.speed: unknown setting"),
-    ],
-)
-def test_parse_settings_names_the_bad_field_in_plain_words(data: dict[str, Any], problem: str) -> None:
-    assert parse_settings(Sample, data, "config") == (None, [problem])
-
-
-def test_parse_settings_builds_the_dataclass_from_good_data() -> None:
-    parsed, problems = parse_settings(Sample, {"name": "n", "ratio": 2, "tags": ["a"]}, "config")
-
-    assert problems == []
-    assert parsed == Sample(name="n", ratio=2, tags=["a"])
-
-
-def test_a_result_is_ok_only_when_delivered() -> None:
-    assert Result("delivered").ok
-    assert not Result("retry").ok
-    assert not Result("failed").ok
-
-
-def test_a_delivery_error_becomes_a_result_with_its_retry_class() -> None:
-    error = DeliveryError(
-        "Slow down", code="rate_limited", retryable=True, retry_after=20.0, hint="Wait.", status_code=429
-    )
-
-    result = error.result([{"request": {}}])
-
-    assert result == Result(
-        "retry",
-        status_code=429,
-        error_code="rate_limited",
-        error_message="Slow down",
-        hint="Wait.",
-        retry_after=20.0,
-        exchanges=[{"request": {}}],
-    )
-    assert DeliveryError("Bad").result([]).outcome == "failed"
 
 
 def test_the_proxy_environment_is_read_once_per_host_and_still_applies(monkeypatch: pytest.MonkeyPatch) -> None:
