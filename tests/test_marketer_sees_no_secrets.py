@@ -27,6 +27,7 @@ from deliveries.models import Attempt, Delivery, Event, Replay
 from integrations.forms import credential_keys
 from integrations.models import AccessToken, Destination, Source
 from integrations.vendors import VENDORS
+from integrations.webhooks import FUNCTIONS
 from tests.conftest import basic_auth
 
 pytestmark = pytest.mark.django_db
@@ -38,12 +39,8 @@ SKIP = ("/logout/", "/delete/", "/retry/", "/retry-these/", "/password_change/")
 
 OAUTH_TOKEN = "oauthTokenCrawl-9f8e7d6c5b4a"
 WRITE_KEYS = {"website": "wk_crawlWebsite_4b3c2d1e", "app": "wk_crawlApp_7a6b5c4d"}
-WEBHOOK_SOURCES = {  # kind: its signing secret
-    Source.Kind.STRIPE: "whsec_crawlStripeSecret_11aa22bb",
-    Source.Kind.CUSTOMERIO: "crawlCustomerioSecret_33cc44dd",
-    Source.Kind.ZENDESK: "crawlZendeskSecret_55ee66ff",
-    Source.Kind.GENERIC: "crawlGenericSecret_77ab88cd",
-}
+# Every source function's kind, with its signing secret.
+WEBHOOK_SOURCES = {kind: f"whsec_crawl{kind.title()}Secret_{n:02d}aa22bb" for n, kind in enumerate(FUNCTIONS)}
 # A working config per vendor, so the vendor really builds its requests (and redacts them) below.
 CONFIGS: dict[str, dict[str, Any]] = {
     "webhook": {"url": "https://hooks.example.com/cdp"},
@@ -147,10 +144,10 @@ def seed(client: Client) -> Seeded:
     app = Source.objects.create(name="App", slug="app", write_key=WRITE_KEYS["app"])
     hooks = [
         Source.objects.create(
-            name=f"{kind.label} source",
-            slug=f"{kind.value}-source",
+            name=f"{FUNCTIONS[kind].label} source",
+            slug=f"{kind}-source",
             kind=kind,
-            write_key=f"wk_crawl{kind.value.title()}_0c0d0e0f",
+            write_key=f"wk_crawl{kind.title()}_0c0d0e0f",
             settings={"signing_secret": secret},
             last_request_body=json.dumps({"id": "evt_1", "type": "customer.created", "data": {"object": {}}}),
         )

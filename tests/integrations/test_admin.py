@@ -60,7 +60,7 @@ def webhook(db) -> Source:
     return Source.objects.create(
         name="Customer.io",
         slug="cio",
-        kind=Source.Kind.CUSTOMERIO,
+        kind="customerio",
         write_key="wk_test_cio",
         settings={"signing_secret": SECRET},
     )

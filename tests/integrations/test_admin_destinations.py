@@ -16,8 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from integrations.crypto import CANNOT_DECRYPT
-from integrations.forms import MASK
+from integrations.crypto import CANNOT_DECRYPT, MASK
 from integrations.models import Destination, Source
 from tests import factories
 from tests.factories import cell, make_event

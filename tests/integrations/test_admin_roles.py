@@ -61,7 +61,7 @@ def stripe() -> Source:
     return Source.objects.create(
         name="Stripe",
         slug="stripe",
-        kind=Source.Kind.STRIPE,
+        kind="stripe",
         write_key=STRIPE_WRITE_KEY,
         settings={"signing_secret": STRIPE_SECRET},
     )

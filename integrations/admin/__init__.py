@@ -1,0 +1,12 @@
+"""The integrations admin: sources and destinations (the deliveries app adds its own pages beside them)."""
+
+from django.contrib import admin
+
+from integrations.admin.destinations import DestinationAdmin
+from integrations.admin.sources import SourceAdmin
+
+admin.site.site_header = "cdphub"
+admin.site.site_title = "cdphub"
+admin.site.index_title = "Customer data hub"
+
+__all__ = ["DestinationAdmin", "SourceAdmin"]
