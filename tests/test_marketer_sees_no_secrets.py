@@ -29,6 +29,7 @@ from integrations.models import AccessToken, Destination, Source
 from integrations.vendors import VENDORS
 from integrations.webhooks import FUNCTIONS
 from tests.conftest import basic_auth
+from tests.vendor_kit import profile
 
 pytestmark = pytest.mark.django_db
 
@@ -41,14 +42,6 @@ OAUTH_TOKEN = "oauthTokenCrawl-9f8e7d6c5b4a"
 WRITE_KEYS = {"website": "wk_crawlWebsite_4b3c2d1e", "app": "wk_crawlApp_7a6b5c4d"}
 # Every source function's kind, with its signing secret.
 WEBHOOK_SOURCES = {kind: f"whsec_crawl{kind.title()}Secret_{n:02d}aa22bb" for n, kind in enumerate(FUNCTIONS)}
-# A working config per vendor, so the vendor really builds its requests (and redacts them) below.
-CONFIGS: dict[str, dict[str, Any]] = {
-    "webhook": {"url": "https://hooks.example.com/cdp"},
-    "sfmc_journey": {"subdomain": "mc563885gzs27c5t9-63k636ttgm", "event_definition_key": "APIEvent-crawl"},
-    "sfmc_data_extension": {"subdomain": "mc563885gzs27c5t9-63k636ttgm", "data_extension_key": "Contacts"},
-    "marketo": {"munchkin_id": "284-RPR-133", "upsert_leads": True},
-    "segment": {"base_url": "https://api.segment.io"},
-}
 
 
 def credential_value(vendor: str, key: str) -> str:
@@ -159,7 +152,7 @@ def seed(client: Client) -> Seeded:
             name=f"{VENDORS[vendor].label} crawl",
             slug=f"{vendor.replace('_', '-')}-crawl",
             vendor=vendor,
-            config=CONFIGS.get(vendor, {}),
+            config=profile(vendor)["config"],  # a working config: the vendor really builds (and redacts) requests
             credentials=credentials_of(vendor),
             filter={"types": ["identify", "track"]},
             paused=True,  # routed and kept: nothing is sent while the events come in

@@ -1,8 +1,9 @@
-"""Every vendor in VENDORS through the same HTTP situations: one honest, secret-free Result per event."""
+"""Every vendor in VENDORS through the same HTTP situations: one honest, secret-free Result per event, a User-Agent
+and a timeout on every call, and (vendors with tokens) an expired token replaced once. Each vendor's wire comes from
+its profile in tests/fixtures/vendors/<key>/ (tests/vendor_kit.py): a new vendor needs no edit here."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -13,77 +14,7 @@ import responses
 
 from integrations.vendors import VENDORS, Vendor
 from integrations.vendors.contract import Result
-
-WEBHOOK_SIGNING_SECRET = "whsec_" + base64.b64encode(b"contract-signing-key-0123456789").decode()
-
-SFMC_SUBDOMAIN = "mc563885gzs27c5t9-63k636ttgm"
-SFMC_TOKEN = {
-    "access_token": "eyJhbGciOiJIUzI1NiJ9.contract.sfmc-token",
-    "token_type": "Bearer",
-    "expires_in": 1079,
-    "rest_instance_url": f"https://{SFMC_SUBDOMAIN}.rest.marketingcloudapis.com/",
-}
-MARKETO_TOKEN = {
-    "access_token": "cdf01657-110d-4155-99a7-f986b2ff13a0:ab",
-    "token_type": "bearer",
-    "expires_in": 3599,
-    "scope": "api@example.com",
-}
-
-# One profile per vendor key: how to build it, the calls it makes first (a token), where it then sends, which
-# sent headers carry secrets, and any other value that must never be logged. A new vendor in VENDORS fails
-# this module until it gets a profile here.
-PROFILES: dict[str, dict[str, Any]] = {
-    "webhook": {
-        "config": {"url": "https://hooks.example.com/cdp", "headers": {"X-Team": "growth"}},
-        "credentials": {"signing_secret": WEBHOOK_SIGNING_SECRET, "headers": {"X-Api-Key": "key_live_hook_4f9a2c"}},
-        "method": "POST",
-        "url": "https://hooks.example.com/cdp",
-        "secret_headers": ["X-Api-Key", "webhook-signature"],
-        "also_secret": [WEBHOOK_SIGNING_SECRET.removeprefix("whsec_")],  # the key itself, without its prefix
-    },
-    "sfmc_journey": {
-        "config": {"subdomain": SFMC_SUBDOMAIN, "event_definition_key": "APIEvent-contract"},
-        "credentials": {"client_id": "sfmc-client-contract", "client_secret": "sfmc-secret-contract-7f3a"},
-        "setup": [("POST", f"https://{SFMC_SUBDOMAIN}.auth.marketingcloudapis.com/v2/token", SFMC_TOKEN)],
-        "method": "POST",
-        # The cases send two events: the async batch route.
-        "url": f"https://{SFMC_SUBDOMAIN}.rest.marketingcloudapis.com/interaction/v1/async/events",
-        "secret_headers": ["Authorization"],
-        "also_secret": [SFMC_TOKEN["access_token"]],
-    },
-    "sfmc_data_extension": {
-        "config": {"subdomain": SFMC_SUBDOMAIN, "data_extension_key": "Contacts"},
-        "credentials": {"client_id": "sfmc-client-contract", "client_secret": "sfmc-secret-contract-7f3a"},
-        "setup": [("POST", f"https://{SFMC_SUBDOMAIN}.auth.marketingcloudapis.com/v2/token", SFMC_TOKEN)],
-        "method": "POST",
-        "url": f"https://{SFMC_SUBDOMAIN}.rest.marketingcloudapis.com/hub/v1/dataevents/key:Contacts/rowset",
-        "secret_headers": ["Authorization"],
-        "also_secret": [SFMC_TOKEN["access_token"]],
-    },
-    "marketo": {
-        "config": {"munchkin_id": "284-RPR-133", "upsert_leads": True},
-        "credentials": {"client_id": "mkto-client-contract", "client_secret": "mkto-secret-contract-9b1c"},
-        "setup": [("GET", "https://284-RPR-133.mktorest.com/identity/oauth/token", MARKETO_TOKEN)],
-        "method": "POST",
-        "url": "https://284-RPR-133.mktorest.com/rest/v1/leads.json",
-        # Marketo answers 200 with a result per record; {"success": true} alone says nothing about them.
-        "success": {
-            "requestId": "e42b#1",
-            "success": True,
-            "result": [{"id": 1, "status": "created"}, {"id": 2, "status": "updated"}],
-        },
-        "secret_headers": ["Authorization"],
-        "also_secret": [MARKETO_TOKEN["access_token"]],
-    },
-    "segment": {
-        "config": {"base_url": "https://api.segment.io"},
-        "credentials": {"write_key": "wk_segment_9d8c7b6a5f"},
-        "method": "POST",
-        "url": "https://api.segment.io/v1/batch",
-        "secret_headers": ["Authorization"],
-    },
-}
+from tests.vendor_kit import profile
 
 
 def make_event(n: int) -> dict[str, Any]:
@@ -131,10 +62,6 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
-# Vendors with an OAuth token keep it in the database, shared by the worker processes.
-pytestmark = pytest.mark.django_db
-
-
 @pytest.fixture
 def mocked() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
@@ -142,21 +69,16 @@ def mocked() -> Iterator[responses.RequestsMock]:
 
 
 def build_with_setup(key: str, mock: responses.RequestsMock) -> Vendor:
-    """The vendor, with the calls it makes before the one under test (a token) answered as the vendor does."""
-    for method, url, answer in PROFILES[key].get("setup", []):
-        mock.add(method, url, json=answer)
+    """The vendor, with the call it makes before the one under test (a token) answered as the vendor does."""
+    token = profile(key).get("token")
+    if token:
+        mock.add(token["method"], token["url"], json=token["answer"])
     return build(key)
 
 
-def profile_of(key: str) -> dict[str, Any]:
-    if key not in PROFILES:
-        pytest.fail(f"The vendor {key!r} is in VENDORS but has no contract profile: add one to PROFILES in {__name__}.")
-    return PROFILES[key]
-
-
 def build(key: str) -> Vendor:
-    profile = profile_of(key)
-    return VENDORS[key](profile["config"], profile["credentials"], None, timeout=5.0)
+    found = profile(key)
+    return VENDORS[key](found["config"], found["credentials"], None, timeout=5.0)
 
 
 def events_for(vendor: Vendor) -> list[dict[str, Any]]:
@@ -164,13 +86,20 @@ def events_for(vendor: Vendor) -> list[dict[str, Any]]:
 
 
 def secrets_of(key: str, mock: responses.RequestsMock) -> list[str]:
-    """Credential values, and the values of secret headers as actually sent."""
-    profile = PROFILES[key]
-    secrets = [v for v in leaves(profile["credentials"]) if isinstance(v, str) and v]
-    secrets += profile.get("also_secret", [])
+    """Credential values, tokens the vendor was given, and the values of secret headers as actually sent."""
+    found = profile(key)
+    secrets = [v for v in leaves(found["credentials"]) if isinstance(v, str) and v]
+    secrets += found.get("also_secret", [])
+    if "token" in found:
+        token = found["token"]["answer"]["access_token"]
+        secrets += [token, renewed(token)]
     for call in mock.calls:
-        secrets += [call.request.headers[h] for h in profile["secret_headers"] if h in call.request.headers]
+        secrets += [call.request.headers[h] for h in found.get("secret_headers", []) if h in call.request.headers]
     return secrets
+
+
+def renewed(token: str) -> str:
+    return token + "-renewed"
 
 
 def assert_secret_free(results: list[Result], secrets: list[str]) -> None:
@@ -179,8 +108,12 @@ def assert_secret_free(results: list[Result], secrets: list[str]) -> None:
         assert not no_secret_in(result.error_message, secrets), result.error_message
 
 
-def test_every_vendor_in_the_registry_has_a_contract_profile() -> None:
-    assert sorted(VENDORS) == sorted(PROFILES), "PROFILES must list exactly the vendors in VENDORS"
+@pytest.mark.parametrize("key", sorted(VENDORS))
+def test_every_vendor_in_the_registry_has_a_contract_profile(key: str) -> None:
+    found = profile(key)
+    assert {"config", "credentials", "send"} <= found.keys()
+    assert VENDORS[key].validate(found["config"], found["credentials"]) == []
+    assert ("expired" in found) == ("token" in found), "a vendor with tokens says how its API reports an expired one"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -189,16 +122,14 @@ def test_each_vendor_turns_each_http_situation_into_one_result_per_event(
     key: str, case: str, mocked: responses.RequestsMock
 ) -> None:
     vendor = build_with_setup(key, mocked)
-    profile = PROFILES[key]
+    send = profile(key)["send"]
     spec = CASES[case]
-    if case == "success" and "success" in profile:
-        spec = {**spec, "json": profile["success"]}
+    if case == "success" and "success" in send:
+        spec = {**spec, "json": send["success"]}
     if "raises" in spec:
-        mocked.add(profile["method"], profile["url"], body=spec["raises"])
+        mocked.add(send["method"], send["url"], body=spec["raises"])
     else:
-        mocked.add(
-            profile["method"], profile["url"], status=spec["status"], json=spec["json"], headers=spec.get("headers")
-        )
+        mocked.add(send["method"], send["url"], status=spec["status"], json=spec["json"], headers=spec.get("headers"))
     events = events_for(vendor)
 
     results = vendor.deliver(events)
@@ -222,8 +153,8 @@ def test_each_vendor_turns_each_http_situation_into_one_result_per_event(
             assert result.status_code == spec["status"]
 
         last = result.exchanges[-1]
-        assert last["request"]["method"] == profile["method"]
-        assert last["request"]["url"] == profile["url"]
+        assert last["request"]["method"] == send["method"]
+        assert last["request"]["url"] == send["url"]
         assert last["request"]["body"], "the request body is recorded"
         # The body as sent (a vendor that retries rows one by one records each event's own call last).
         assert json.loads(last["request"]["body"]) in [
@@ -245,12 +176,12 @@ def test_each_vendor_keeps_secrets_out_of_the_log_even_when_the_receiver_echoes_
     key: str, mocked: responses.RequestsMock
 ) -> None:
     vendor = build_with_setup(key, mocked)
-    profile = PROFILES[key]
-    credentials = [v for v in leaves(profile["credentials"]) if isinstance(v, str) and v]
+    send = profile(key)["send"]
+    credentials = [v for v in leaves(profile(key)["credentials"]) if isinstance(v, str) and v]
     echo = f"Invalid credentials: {' / '.join(credentials)}"
     mocked.add(
-        profile["method"],
-        profile["url"],
+        send["method"],
+        send["url"],
         status=401,
         json={"message": echo, "echo": credentials},
         headers={"X-Echo": credentials[0]},
@@ -266,11 +197,35 @@ def test_each_vendor_keeps_secrets_out_of_the_log_even_when_the_receiver_echoes_
 @pytest.mark.parametrize("key", sorted(VENDORS))
 def test_each_vendor_sends_a_user_agent_and_a_timeout_on_every_call(key: str, mocked: responses.RequestsMock) -> None:
     vendor = build_with_setup(key, mocked)
-    profile = PROFILES[key]
-    mocked.add(profile["method"], profile["url"], json={"success": True})
+    send = profile(key)["send"]
+    mocked.add(send["method"], send["url"], json=send.get("success", {"success": True}))
 
     vendor.deliver(events_for(vendor))
 
     for call in mocked.calls:
         assert call.request.headers["User-Agent"].startswith("cdphub/")
         assert call.request.req_kwargs["timeout"] == 5.0
+
+
+@pytest.mark.parametrize("key", [key for key in sorted(VENDORS) if "token" in profile(key)])
+def test_each_vendor_with_tokens_replaces_an_expired_token_once_and_delivers(
+    key: str, mocked: responses.RequestsMock
+) -> None:
+    found = profile(key)
+    token, send = found["token"], found["send"]
+    first = token["answer"]["access_token"]
+    mocked.add(token["method"], token["url"], json=token["answer"])
+    mocked.add(token["method"], token["url"], json={**token["answer"], "access_token": renewed(first)})
+    mocked.add(send["method"], send["url"], status=found["expired"]["status"], json=found["expired"]["json"])
+    mocked.add(send["method"], send["url"], json=send.get("success", {"success": True}))
+    vendor = build(key)
+
+    results = vendor.deliver(events_for(vendor))
+
+    assert [r.outcome for r in results] == ["delivered"] * len(results)
+    # requests sends the host in lower case ("284-rpr-133.mktorest.com").
+    token_calls = [c for c in mocked.calls if c.request.url.lower().startswith(token["url"].lower())]
+    sends = [c for c in mocked.calls if c.request.url.lower() == send["url"].lower()]
+    assert len(token_calls) == 2, "one new token, not one per retry"
+    assert [c.request.headers["Authorization"] for c in sends] == [f"Bearer {first}", f"Bearer {renewed(first)}"]
+    assert_secret_free(results, secrets_of(key, mocked))
