@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run try-it test bench lint clean browser
+.PHONY: run try-it test bench lint clean browser shell-tools
 
 $(VENV)/bin/activate:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -26,6 +26,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Debian's zsh and curl for the test that pastes the printed commands into bash and zsh.
+shell-tools:
+	@missing=; for tool in zsh curl; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	[ -z "$$missing" ] || { \
+	  echo "Installing Debian's$$missing for the printed-commands test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; }
 
 # What `make run` prints before it serves: curl lines for the demo, from manage.py try_it (their one source),
 # each one pasting as printed into bash and zsh.
@@ -49,7 +56,7 @@ run: $(VENV)/.installed-run
 # which tests/services.sh installs and starts on loopback when they are not already running. The second run
 # leaves out the page-by-page browser tests (their views are view-tested on PostgreSQL too) but walks the
 # marketer's whole path, to keep the suite under ten minutes on two cores.
-test: $(VENV)/.installed-test browser
+test: $(VENV)/.installed-test browser shell-tools
 	$(VENV)/bin/ruff check .
 	@echo "== suite on SQLite with the database broker =="
 	$(VENV)/bin/pytest
