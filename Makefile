@@ -34,17 +34,20 @@ shell-tools:
 	  echo "Installing Debian's$$missing for the printed-commands test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; }
 
-# What `make run` prints before it serves: curl lines for the demo, from manage.py try_it (their one source),
-# each one pasting as printed into bash and zsh.
+# What `make run` prints before it serves: curl lines for the demo (manage.py try_it, the one source of them;
+# tests/e2e/test_printed_commands.py pastes them into bash and zsh).
 try-it:
 	@$(PY) manage.py try_it --hub http://$${CDPHUB_BIND:-127.0.0.1:8000}
 
+# The admin login comes last, after pip's, migrate's and the try-it lines, where it is still on screen when
+# the servers start logging.
 run: $(VENV)/.installed-run
 	$(PY) manage.py migrate --noinput -v0
-	$(PY) manage.py ensure_admin
 	$(PY) manage.py import_workspace cdphub/demo_workspace.json
 	$(PY) manage.py collectstatic --noinput -v0
 	@$(MAKE) -s --no-print-directory try-it
+	@$(PY) manage.py ensure_admin --url http://$${CDPHUB_BIND:-127.0.0.1:8000}/admin/
+	@echo
 	@export CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1}; \
 	trap 'kill -TERM $$pids 2>/dev/null; wait' INT TERM; \
 	$(PY) manage.py sandbox --port 9100 & pids="$$!"; \

@@ -2,7 +2,8 @@
 
 Each command goes as printed to an interactive shell's standard input, which reads it as a terminal paste is
 read: continuation lines, quotes, `!` (history expansion) and `#` (interactive zsh passes it on as an
-argument). The hub is a live server with the demo workspace; each command must get a 200 and store its event.
+argument). The hub is a live server with the demo workspace: each curl must get a 200 and store its event,
+and the reset command printed for a lost password must give the admin a new one.
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
+from io import StringIO
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 
 from deliveries.models import Event
 from integrations.models import Source
 from integrations.workspace import import_workspace
+from tests.e2e.conftest import test_database_url
 
 pytestmark = pytest.mark.e2e
 
@@ -109,25 +115,31 @@ def expected_event(command: str) -> dict[str, str]:
     }
 
 
-def paste(shell: str, command: str, home: Path) -> tuple[int, Any, str]:
-    """Paste `command` into an interactive shell; return the HTTP status, the JSON body and the shell's output."""
-    need("curl")
+def run_pasted(shell: str, text: str, home: Path, cwd: Path | None = None, **env: str) -> tuple[str, str]:
+    """Give `text` to an interactive shell as a paste; return what it printed (stdout, and everything)."""
     argv = [need(SHELLS[shell][0]), *SHELLS[shell][1:]]
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "ZDOTDIR": str(home), "LANG": "C.UTF-8", "TERM": "dumb"}
+    base = {"PATH": os.environ["PATH"], "HOME": str(home), "ZDOTDIR": str(home), "LANG": "C.UTF-8", "TERM": "dumb"}
     result = subprocess.run(
         argv,
-        input=CURL_WITH_STATUS + command + "\n",
+        input=text + "\n",
         capture_output=True,
         text=True,
-        env=env,
-        timeout=30,
+        env={**base, **env},
+        cwd=cwd or home,
+        timeout=60,
         check=False,
         start_new_session=True,  # no controlling terminal, so the shell cannot take over the developer's tty
     )
-    output = f"{shell} printed:\n{result.stdout}\n{result.stderr}"
-    statuses = re.findall(r"^HTTP (\d{3})$", result.stdout, re.MULTILINE)
+    return result.stdout, f"{shell} printed:\n{result.stdout}\n{result.stderr}"
+
+
+def paste(shell: str, command: str, home: Path) -> tuple[int, Any, str]:
+    """Paste a curl command; return the HTTP status, the JSON body and the shell's output."""
+    need("curl")
+    stdout, output = run_pasted(shell, CURL_WITH_STATUS + command, home)
+    statuses = re.findall(r"^HTTP (\d{3})$", stdout, re.MULTILINE)
     assert len(statuses) == 1, f"pasted into {shell}, this is not one HTTP request:\n{command}\n{output}"
-    text = result.stdout.split("\nHTTP ", 1)[0]
+    text = stdout.split("\nHTTP ", 1)[0]
     try:
         body = json.loads(text)
     except json.JSONDecodeError:
@@ -176,3 +188,37 @@ def test_every_curl_to_the_hub_in_readme_works_pasted_as_printed(shell: str, dem
 def test_readme_shell_blocks_carry_no_comments_that_zsh_would_pass_on_as_arguments() -> None:
     commented = [line for block in readme_shell_blocks() for line in block.splitlines() if re.search(r"(^|\s)#", line)]
     assert commented == [], "interactive zsh takes `#` literally: put the explanation in the text around the block"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_reset_command_make_run_prints_for_a_lost_password_works_pasted_as_printed(
+    shell: str, transactional_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    get_user_model().objects.create_superuser("admin", "", "forgotten")
+    monkeypatch.chdir(BASE_DIR)  # where make run prints it
+    printed = StringIO()
+    call_command("ensure_admin", stdout=printed, no_color=True)
+    lines = printed.getvalue().splitlines()
+    command = lines[lines.index("Lost it? This sets a new one and prints it once:") + 1]
+
+    stdout, output = run_pasted(
+        shell,
+        command,
+        tmp_path,
+        cwd=BASE_DIR,
+        DJANGO_SETTINGS_MODULE="cdphub.settings_test",
+        CDPHUB_DATA_DIR=str(settings.DATA_DIR),
+        CDPHUB_DATABASE_URL=test_database_url(),
+    )
+
+    new = re.search(r"^New password for admin \(shown once\): (\S+)  ", stdout, re.MULTILINE)
+    assert new, f"pasted into {shell}:\n{command}\n{output}"
+    assert get_user_model().objects.get(username="admin").check_password(new.group(1))
+
+
+def test_make_run_prints_the_admin_login_last_before_it_serves() -> None:
+    plan = make("-n", "run")  # the commands in order, none run
+    steps = ["manage.py collectstatic", "manage.py try_it", "manage.py ensure_admin", "manage.py sandbox"]
+    positions = [plan.find(step) for step in steps]
+    assert -1 not in positions, plan
+    assert positions == sorted(positions), plan

@@ -56,4 +56,5 @@ class Command(BaseCommand):
         parser.add_argument("--hub", default="http://127.0.0.1:8000", help="The hub's base URL")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self.stdout.write("\n".join(try_it_lines(options["hub"])))
+        for line in try_it_lines(options["hub"]):
+            self.stdout.write(line)
