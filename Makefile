@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test bench lint clean browser
+.PHONY: run try-it test bench lint clean browser shell-tools
 
 $(VENV)/bin/activate:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -27,25 +27,27 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's zsh and curl for the test that pastes the printed commands into bash and zsh.
+shell-tools:
+	@missing=; for tool in zsh curl; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	[ -z "$$missing" ] || { \
+	  echo "Installing Debian's$$missing for the printed-commands test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; }
+
+# What `make run` prints before it serves: curl lines for the demo (manage.py try_it, the one source of them;
+# tests/e2e/test_printed_commands.py pastes them into bash and zsh).
+try-it:
+	@$(PY) manage.py try_it --hub http://$${CDPHUB_BIND:-127.0.0.1:8000}
+
+# The admin login comes last, after pip's, migrate's and the try-it lines, where it is still on screen when
+# the servers start logging.
 run: $(VENV)/.installed-run
 	$(PY) manage.py migrate --noinput -v0
-	$(PY) manage.py ensure_admin
 	$(PY) manage.py import_workspace cdphub/demo_workspace.json
 	$(PY) manage.py collectstatic --noinput -v0
-	@hub=http://$${CDPHUB_BIND:-127.0.0.1:8000}; \
-	echo; \
-	echo "cdphub is starting on $$hub/admin/  (Ctrl-C stops it)"; \
-	echo "The demo destinations (SFMC journeys and data extension, Marketo, a webhook) deliver to the vendor"; \
-	echo "sandbox on http://127.0.0.1:9100 (what it received: http://127.0.0.1:9100/_sandbox). Try:"; \
-	echo "  curl -u wk_demo_website: -H 'Content-Type: application/json' \\"; \
-	echo "    -d '{\"userId\": \"user-1\", \"traits\": {\"email\": \"ada@example.com\", \"firstName\": \"Ada\"}}' $$hub/v1/identify"; \
-	echo "  curl -u wk_demo_website: -H 'Content-Type: application/json' \\"; \
-	echo "    -d '{\"userId\": \"user-1\", \"event\": \"Order Completed\", \"context\": {\"traits\": {\"email\": \"ada@example.com\"}}, \\"; \
-	echo "         \"properties\": {\"order_id\": \"o-1\", \"total\": 49, \"currency\": \"USD\"}}' $$hub/v1/track"; \
-	echo "A tool's webhook (the demo 'Form tool' source; Customer.io, Stripe and Zendesk sources verify signatures):"; \
-	echo "  curl -H 'Content-Type: application/json' -d '{\"id\": \"sub-1\", \"email\": \"ada@example.com\"}' \\"; \
-	echo "    $$hub/v1/webhooks/wk_demo_forms"; \
-	echo
+	@$(MAKE) -s --no-print-directory try-it
+	@$(PY) manage.py ensure_admin --url http://$${CDPHUB_BIND:-127.0.0.1:8000}/admin/
+	@echo
 	@export CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1}; \
 	trap 'kill -TERM $$pids 2>/dev/null; wait' INT TERM; \
 	$(PY) manage.py sandbox --port 9100 & pids="$$!"; \
@@ -57,7 +59,7 @@ run: $(VENV)/.installed-run
 # which tests/services.sh installs and starts on loopback when they are not already running. The second run
 # leaves out the page-by-page browser tests (their views are view-tested on PostgreSQL too) but walks the
 # marketer's whole path, to keep the suite under ten minutes on two cores.
-test: $(VENV)/.installed-test browser
+test: $(VENV)/.installed-test browser shell-tools
 	$(VENV)/bin/ruff check .
 	@echo "== suite on SQLite with the database broker =="
 	$(VENV)/bin/pytest
