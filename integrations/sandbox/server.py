@@ -11,28 +11,22 @@ endpoint under /_sandbox. Every piece of state is guarded by `Sandbox.lock`; lat
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import random
-import socket
-import sys
 import threading
 import time
-import traceback
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from integrations.sandbox import marketo, sfmc
+from integrations.sandbox.listener import Listener
 from integrations.sandbox.marketo import Marketo
 from integrations.sandbox.sfmc import Sfmc
 from integrations.sandbox.sink import Sink
 from integrations.sandbox.wire import Request, Response, redact, redact_headers
 
 LOG_LIMIT = 20_000
-MAX_READ = 32 * 1024 * 1024  # bodies past this are refused unread; Marketo's own 1 MB limit answers 413 sooner
 COUNTERS = (
     "sfmc_tokens_issued",
     "sfmc_calls",
@@ -156,38 +150,21 @@ class Sandbox:
         self.sfmc = Sfmc(self)
         self.marketo = Marketo(self)
         self.sink = Sink(self)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()  # open (kept-alive) client connections, cut by stop()
+        self._listener: Listener | None = None
 
     # Life cycle ------------------------------------------------------------------------------------
 
     def start(self) -> Sandbox:
-        if self._server is not None:
-            return self
-        handler = type("Handler", (_Handler,), {"sandbox": self})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="sandbox", daemon=True
-        )
-        self._thread.start()
+        if self._listener is None:
+            self._listener = Listener(self.host, self.port, self)
+            self.port = self._listener.port
         return self
 
     def stop(self) -> None:
         """Stop listening and cut kept-alive connections, so nothing is answered after this returns."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self.lock:
-            for connection in self._connections:
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
-            self._connections.clear()
-        if self._thread:
-            self._thread.join(5)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -380,88 +357,3 @@ class Sandbox:
                 return Response(404, {"error": f"No data extension with external key '{key}'."})
             return Response(200, {"key": key, "rows": self.de_rows(key)})
         return Response(404, {"error": f"No control route GET {route}. GET /_sandbox lists the links."})
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 128
-
-
-class _Handler(BaseHTTPRequestHandler):
-    sandbox: Sandbox
-    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
-    server_version = "cdphub-sandbox/1"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes: without this, Nagle holds the body for the client's delayed ACK.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.sandbox.lock:
-            self.sandbox._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.sandbox.lock:
-            self.sandbox._connections.discard(self.connection)
-        super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the received log is the record
-
-    def read_body(self) -> bytes | None:
-        """The request body (chunked or sized), or None when it is too big to read."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                if sum(map(len, chunks)) + size > MAX_READ:
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return None if length > MAX_READ else self.rfile.read(length) if length > 0 else b""
-
-    def handle_one(self) -> None:
-        try:
-            raw = self.read_body()
-        except ValueError:
-            raw = None
-        target = urlsplit(self.path)
-        headers = dict(self.headers.items())
-        req = Request(
-            method=self.command,
-            path=unquote(target.path),
-            query=dict(parse_qsl(target.query, keep_blank_values=True)),
-            headers={name.lower(): value for name, value in headers.items()},
-            raw=raw or b"",
-            uri_length=len(self.path),
-        )
-        if raw is None:
-            self.close_connection = True  # the unread body would be taken for the next request
-            service, response = "control", Response(413, {"error": "Request body too large or malformed."})
-        else:
-            try:
-                service, response = self.sandbox.dispatch(req)
-            except Exception as exc:
-                traceback.print_exc(file=sys.stderr)
-                service, response = "control", Response(500, {"error": f"sandbox bug: {exc!r}"})
-        self.sandbox.record(service, req, headers, response)  # before answering: a client that has read it finds it
-        payload = response.encode()
-        try:
-            self.send_response(response.status, "Service Not Found" if response.status == 596 else None)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(payload)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True  # the client went away
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one
