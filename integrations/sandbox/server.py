@@ -15,18 +15,18 @@ import copy
 import random
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from integrations.sandbox import marketo, sfmc
 from integrations.sandbox.listener import Listener
+from integrations.sandbox.log import ReceivedLog
 from integrations.sandbox.marketo import Marketo
 from integrations.sandbox.sfmc import Sfmc
 from integrations.sandbox.sink import Sink
-from integrations.sandbox.wire import Request, Response, redact, redact_headers
+from integrations.sandbox.wire import Request, Response, redact
 
-LOG_LIMIT = 20_000
 COUNTERS = (
     "sfmc_tokens_issued",
     "sfmc_calls",
@@ -143,7 +143,7 @@ class Sandbox:
         self.settings = Settings()
         for name, value in settings.items():
             setattr(self.settings, name, check_setting(name, value))
-        self._log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
+        self.log = ReceivedLog()
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._turns: Counter[str] = Counter()
         self._rng = random.Random(self.settings.seed)
@@ -219,7 +219,7 @@ class Sandbox:
     def reset(self) -> None:
         """Forget requests, counters, tokens, journey entries, rows, leads created and activities; keep settings."""
         with self.lock:
-            self._log.clear()
+            self.log.clear()
             self._counters = dict.fromkeys(COUNTERS, 0)
             self._turns.clear()
             self._rng = random.Random(self.settings.seed)
@@ -230,13 +230,7 @@ class Sandbox:
 
     def received(self, service: str | None = None, path_contains: str | None = None) -> list[dict[str, Any]]:
         """Requests received, oldest first, optionally only one service's or those whose path contains a string."""
-        with self.lock:
-            return [
-                entry
-                for entry in self._log
-                if (service is None or entry["service"] == service)
-                and (path_contains is None or path_contains in entry["path"])
-            ]
+        return self.log.select(service, path_contains)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -297,21 +291,7 @@ class Sandbox:
         return "control", self.control(req)
 
     def record(self, service: str, req: Request, headers: dict[str, str], response: Response) -> None:
-        # Reads of the control endpoint keep no answer: /_sandbox/received would copy the log into itself.
-        kept = None if service == "control" and req.method == "GET" else response.body
-        entry = {
-            "service": service,
-            "method": req.method,
-            "path": req.path,
-            "query": redact(req.query),
-            "headers": redact_headers(headers),
-            "body": req.logged_body(),
-            "status": response.status,
-            "response": redact(kept),
-            "at": time.time(),
-        }
-        with self.lock:
-            self._log.append(entry)
+        self.log.add(service, req, headers, response)
 
     def control(self, req: Request) -> Response:
         """The JSON control endpoint: settings and counters, changes, and what the fakes hold."""
