@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Collection
 from typing import Any
 
 from integrations.sandbox.wire import Request, Response, redact, redact_headers
@@ -15,7 +16,8 @@ LIMIT = 20_000
 class ReceivedLog:
     """The newest LIMIT requests, oldest first; every handler thread adds to it, tests and /_sandbox read it."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret_maps: Collection[str]) -> None:
+        self.secret_maps = secret_maps  # settings whose values are secrets, redacted in POST /_sandbox/config bodies
         self.lock = threading.Lock()
         self.entries: deque[dict[str, Any]] = deque(maxlen=LIMIT)
 
@@ -28,9 +30,9 @@ class ReceivedLog:
             "path": req.path,
             "query": redact(req.query),
             "headers": redact_headers(headers),
-            "body": req.logged_body(),
+            "body": req.logged_body(self.secret_maps),
             "status": response.status,
-            "response": redact(kept),
+            "response": redact(kept, self.secret_maps),
             "at": time.time(),
         }
         with self.lock:

@@ -6,6 +6,7 @@ and /sfmc/rest so one port can host every vendor.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import secrets
@@ -13,12 +14,10 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from integrations.sandbox.fake import Fake, objects, rate, texts, whole
 from integrations.sandbox.wire import Request, Response
-
-if TYPE_CHECKING:
-    from integrations.sandbox.server import Sandbox
 
 ERROR_DOCS = "https://developer.salesforce.com/docs/atlas.en-us.mc-apis.meta/mc-apis/error-handling.htm"
 SCOPE = (
@@ -112,6 +111,19 @@ COLUMN_CHECKS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
 }
 
 
+COLUMN_TYPES = {"Text", *COLUMN_CHECKS}
+
+
+def check_data_extensions(name: str, extensions: dict[str, dict[str, Any]]) -> None:
+    """Refuse a data extension the rowset route could not use, before it is configured."""
+    for key, extension in extensions.items():
+        columns, primary_keys = extension.get("columns"), extension.get("primary_keys")
+        if not isinstance(columns, dict) or set(columns.values()) - COLUMN_TYPES:
+            raise ValueError(f"Data extension '{key}' needs columns typed {', '.join(sorted(COLUMN_TYPES))}.")
+        if not isinstance(primary_keys, list) or not primary_keys or not set(primary_keys) <= columns.keys():
+            raise ValueError(f"Data extension '{key}' needs primary_keys: a list of some of its columns.")
+
+
 def _type_error(column: str, kind: str, value: Any) -> str | None:
     """Why `value` cannot be saved in a column of this SFMC type, or None when it can ("" and null clear it)."""
     if value is None or value == "":
@@ -125,12 +137,41 @@ def _type_error(column: str, kind: str, value: Any) -> str | None:
     return f"{column}: The value for column [{column}] is not a valid {name}. Parse error [{code}]"
 
 
-class Sfmc:
+class Sfmc(Fake):
     """SFMC state (tokens, journey entries, DE rows) and its routes; `sb.lock` guards every field."""
 
-    def __init__(self, sb: Sandbox) -> None:
-        self.sb = sb
-        self.reset()
+    service = "sfmc"
+    settings = {
+        "token_lifetime": whole(1079, "SFMC expires_in"),
+        "sfmc_10006_rate": rate(0.0, "share of rowset calls answered 10006 (transient)"),
+        "sfmc_clients": texts(DEFAULT_CLIENTS, "client_id -> client_secret of SFMC installed packages", secrets=True),
+        "sfmc_event_definitions": objects(DEFAULT_EVENT_DEFINITIONS, "event definition key -> {fields, running}"),
+        "sfmc_data_extensions": objects(
+            DEFAULT_DATA_EXTENSIONS, "data extension external key -> {columns, primary_keys}", check_data_extensions
+        ),
+    }
+    counters = ("sfmc_tokens_issued", "sfmc_calls", "sfmc_429", "sfmc_faults", "sfmc_10006")
+    readers = ("journey_entries", "de_rows")
+    banner = {"sfmc_auth_base": "SFMC auth base", "sfmc_rest_base": "SFMC REST base"}
+
+    def links(self, url: str) -> dict[str, str]:
+        extensions = self.sb.settings.sfmc_data_extensions
+        return {
+            "sfmc_auth_base": f"{url}/sfmc/auth",
+            "sfmc_rest_base": f"{url}/sfmc/rest",
+            "journeys": f"{url}/_sandbox/journeys",
+            **{f"data_extension_{key}": f"{url}/_sandbox/data-extensions/{key}" for key in extensions},
+        }
+
+    def read(self, route: str) -> Response | None:
+        if route == "journeys":
+            return Response(200, {"journeys": copy.deepcopy(self.journey_entries)})
+        if route.startswith("data-extensions/"):
+            key = route.removeprefix("data-extensions/")
+            if key not in self.sb.settings.sfmc_data_extensions:
+                return Response(404, {"error": f"No data extension with external key '{key}'."})
+            return Response(200, {"key": key, "rows": self.de_rows(key)})
+        return None
 
     def reset(self) -> None:
         self.tokens: dict[str, float] = {}  # token -> monotonic expiry
