@@ -28,6 +28,7 @@ from integrations.sandbox.wire import Request, Response, redact
 
 
 def _seed(name: str, value: Any) -> int | None:
+    """A seed for the fault generator: a whole number for repeatable runs, or null for different ones each time."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
