@@ -1,8 +1,8 @@
 """What a vendor fake declares, and the little of the sandbox's server it sees: fakes import this and wire.py only.
 
-A fake is one module in integrations/sandbox/ with one `Fake` subclass; the server finds it there (server.discover)
-and builds its settings, counters, control routes and links from the declarations below, so adding a vendor
-touches no other file:
+A fake is one module (or small package) in integrations/sandbox/ with one `Fake` subclass; the server finds it
+there (discovery.py) and builds its settings, counters, control routes and links from the declarations below, so
+adding a vendor touches no other file:
 
     class Zendesk(Fake):
         service = "zendesk"                      # served under /zendesk/, logged as "zendesk"
