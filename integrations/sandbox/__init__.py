@@ -1,4 +1,4 @@
-"""Fakes of the vendors the hub delivers to (SFMC, Marketo, a webhook sink) on one port: see server.py."""
+"""Fakes of the vendors the hub delivers to, on one port: fake.py says what a fake is, server.py serves them all."""
 
 from integrations.sandbox.server import Sandbox, Settings
 

@@ -6,18 +6,18 @@ Marketo base URL is `{sandbox}/marketo` and paths are /marketo/identity/... and 
 
 from __future__ import annotations
 
+import copy
 import math
 import secrets
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from integrations.sandbox.fake import Fake, Host, amount, objects, texts, whole
 from integrations.sandbox.wire import Request, Response
-
-if TYPE_CHECKING:
-    from integrations.sandbox.server import Sandbox
 
 REST = "/marketo/rest/v1"
 MAX_BODY = 1024 * 1024  # 413 above (§2.2)
@@ -83,25 +83,68 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
-class Marketo:
+class Marketo(Fake):
     """Marketo state (tokens, leads, activities, limit counters) and its routes; `sb.lock` guards every field."""
 
-    def __init__(self, sb: Sandbox) -> None:
-        self.sb = sb
+    service = "marketo"
+    settings = {
+        "marketo_token_lifetime": whole(3600, "Marketo token lifespan in seconds"),
+        "marketo_rate_limit": whole(100, "Marketo calls per window before 606"),
+        "marketo_rate_window": amount(20.0, "seconds of Marketo's sliding rate window"),
+        "marketo_concurrency": whole(10, "Marketo calls in flight before 615"),
+        "marketo_daily_quota": whole(50_000, "Marketo calls per day before 607"),
+        "marketo_clients": texts(DEFAULT_CLIENTS, "client_id -> client_secret of Marketo API users", secrets=True),
+        "marketo_lead_fields": texts(DEFAULT_LEAD_FIELDS, "the instance's lead fields (REST API names)"),
+        "marketo_searchable_fields": texts(DEFAULT_SEARCHABLE_FIELDS, "lead fields usable as filterType, lookupField"),
+        "marketo_activity_types": objects(DEFAULT_ACTIVITY_TYPES, "activity type id -> {name, primary_attribute, …}"),
+        "marketo_leads": objects(DEFAULT_LEADS, "the leads the instance holds at start and after a reset"),
+    }
+    counters = ("marketo_tokens_issued", "marketo_calls", "marketo_606", "marketo_615", "marketo_607", "marketo_faults")
+    readers = ("leads", "activities")
+    banner = {"marketo_base": "Marketo base"}
+
+    def __init__(self, sb: Host) -> None:
         self.in_flight = 0  # calls being answered; a reset leaves them be, they still finish
-        self.reset()
+        super().__init__(sb)
+
+    def links(self, url: str) -> dict[str, str]:
+        return {
+            "marketo_base": f"{url}/marketo",
+            "marketo_leads": f"{url}/_sandbox/marketo/leads",
+            "marketo_activities": f"{url}/_sandbox/marketo/activities",
+        }
+
+    def read(self, route: str) -> Response | None:
+        if route == "marketo/leads":
+            return Response(200, {"leads": copy.deepcopy(self.leads())})
+        if route == "marketo/activities":
+            return Response(200, {"activities": copy.deepcopy(self.activities())})
+        return None
+
+    def leads(self) -> list[dict[str, Any]]:
+        return list(self.leads_by_id.values())
+
+    def activities(self) -> list[dict[str, Any]]:
+        return self.activity_records
+
+    def gauges(self) -> dict[str, int]:
+        return {"marketo_duplicate_leads": self.duplicate_leads()}
+
+    def settings_changed(self, names: Collection[str]) -> None:
+        if "marketo_leads" in names:
+            self.load_leads(self.sb.settings.marketo_leads)
 
     def reset(self) -> None:
         self.tokens: dict[str, float] = {}  # token -> monotonic expiry
         self.current: dict[str, str] = {}  # client_id -> its token
-        self.activities: list[dict[str, Any]] = []
+        self.activity_records: list[dict[str, Any]] = []
         self.window: deque[float] = deque()  # monotonic times of the calls in the rate window
         self.quota_day = _quota_day()
         self.quota_used = 0
         self.load_leads(self.sb.settings.marketo_leads)
 
     def load_leads(self, leads: list[dict[str, Any]]) -> None:
-        self.leads: dict[int, dict[str, Any]] = {}
+        self.leads_by_id: dict[int, dict[str, Any]] = {}
         self.index: dict[str, dict[str, set[int]]] = {field: {} for field in INDEXED}
         self.next_lead_id = 1
         now = _now()
@@ -112,20 +155,20 @@ class Marketo:
 
     def store(self, lead: dict[str, Any]) -> None:
         """Save a lead and index it by email (case-insensitive) and userId, dropping what it was indexed under."""
-        old = self.leads.get(lead["id"], {})
+        old = self.leads_by_id.get(lead["id"], {})
         for field, index in self.index.items():
             if old.get(field) not in (None, ""):
                 index[_index_key(field, old[field])].discard(lead["id"])
             if lead.get(field) not in (None, ""):
                 index.setdefault(_index_key(field, lead[field]), set()).add(lead["id"])
-        self.leads[lead["id"]] = lead
+        self.leads_by_id[lead["id"]] = lead
 
     def expire_tokens(self) -> None:
         self.tokens = dict.fromkeys(self.tokens, 0.0)
 
     def duplicate_leads(self) -> int:
         """Leads beyond the first with the same email: upserts keyed by email should keep this at 0."""
-        emails = Counter(str(lead["email"]).lower() for lead in self.leads.values() if lead.get("email"))
+        emails = Counter(str(lead["email"]).lower() for lead in self.leads_by_id.values() if lead.get("email"))
         return sum(count - 1 for count in emails.values())
 
     # Dispatch --------------------------------------------------------------------------------------
@@ -264,12 +307,12 @@ class Marketo:
     def find(self, field: str, values: list[str]) -> list[dict[str, Any]]:
         """Leads whose `field` is one of `values`, in id order (emails match whatever their case)."""
         if field == "id":
-            ids = {_as_int(value) for value in values} & self.leads.keys()
+            ids = {_as_int(value) for value in values} & self.leads_by_id.keys()
         elif field in self.index:
             ids = set().union(*(self.index[field].get(_index_key(field, value), ()) for value in values))
         else:
-            ids = {lead["id"] for lead in self.leads.values() if str(lead.get(field, "")) in set(values)}
-        return [self.leads[lead_id] for lead_id in sorted(ids)]
+            ids = {lead["id"] for lead in self.leads_by_id.values() if str(lead.get(field, "")) in set(values)}
+        return [self.leads_by_id[lead_id] for lead_id in sorted(ids)]
 
     def lookup(self, params: dict[str, str]) -> Response:
         """GET /rest/v1/leads.json?filterType=…&filterValues=…&fields=… (§2.3)."""
@@ -352,7 +395,7 @@ class Marketo:
             if record.get(name) in (None, ""):
                 return skipped(1002, f"Value for required field '{name}' not specified", "errors")
         lead_id = _as_int(record["leadId"])
-        if lead_id not in self.leads:
+        if lead_id not in self.leads_by_id:
             return skipped(1004, "Lead not found", "errors")
         type_id = str(_as_int(record["activityTypeId"]))
         activity_type = self.sb.settings.marketo_activity_types.get(type_id)
@@ -370,9 +413,9 @@ class Marketo:
             name = item.get("apiName") or item.get("name")
             if name not in allowed:
                 return skipped(1006, f"Field '{name}' not found", "errors")
-        activity_id = len(self.activities) + 1
+        activity_id = len(self.activity_records) + 1
         named = [{"name": item.get("apiName") or item.get("name"), "value": item.get("value")} for item in attributes]
-        self.activities.append(
+        self.activity_records.append(
             {
                 "id": activity_id,
                 "marketoGUID": str(activity_id),

@@ -1,193 +1,131 @@
-"""The sandbox: fakes of SFMC and Marketo plus a webhook sink on one port, with faults, a received log and controls.
+"""The sandbox: every vendor fake of integrations/sandbox on one port, with faults, a received log and controls.
 
     with Sandbox(port=0, error_rate=0.2, seed=7) as sb:
         sb.url                                  # http://127.0.0.1:<port>
         sb.received(service="sfmc")             # every request, secrets redacted
         sb.counters["marketo_606"]
 
-Routes: SFMC under /sfmc/auth and /sfmc/rest, Marketo under /marketo, the sink under /sink/<name>, and the control
-endpoint under /_sandbox. Every piece of state is guarded by `Sandbox.lock`; latency sleeps happen outside it.
+Each fake (a `Fake` subclass, see fake.py) is found by `discover` (discovery.py) and served under /<service>/;
+the control endpoint is /_sandbox. The server names no vendor: the settings, counters, control reads, links and
+readers are what the fakes declare. `Sandbox.lock` guards the fakes' state; latency sleeps happen outside it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import random
-import socket
-import sys
 import threading
 import time
-import traceback
-from collections import Counter, deque
-from dataclasses import asdict, dataclass, field, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from integrations.sandbox import marketo, sfmc
-from integrations.sandbox.marketo import Marketo
-from integrations.sandbox.sfmc import Sfmc
-from integrations.sandbox.sink import Sink
-from integrations.sandbox.wire import Request, Response, redact, redact_headers
-
-LOG_LIMIT = 20_000
-MAX_READ = 32 * 1024 * 1024  # bodies past this are refused unread; Marketo's own 1 MB limit answers 413 sooner
-COUNTERS = (
-    "sfmc_tokens_issued",
-    "sfmc_calls",
-    "sfmc_429",
-    "sfmc_faults",
-    "sfmc_10006",
-    "marketo_tokens_issued",
-    "marketo_calls",
-    "marketo_606",
-    "marketo_615",
-    "marketo_607",
-    "marketo_faults",
-    "sink_calls",
-    "sink_429",
-    "sink_faults",
-)
-COLUMN_TYPES = {"Text", "EmailAddress", "Number", "Decimal", "Date", "Boolean", "Phone"}
-Fault = Literal["throttle", "error"]
+from integrations.sandbox.discovery import discover, refuse_clashes
+from integrations.sandbox.fake import Fake, Fault, Setting, Settings, amount, rate, whole
+from integrations.sandbox.listener import Listener
+from integrations.sandbox.log import ReceivedLog
+from integrations.sandbox.wire import Request, Response, redact
 
 
-@dataclass
-class Settings:
-    """What the fakes do: constructor kwargs, `manage.py sandbox` flags and `POST /_sandbox/config` share these."""
-
-    error_rate: float = 0.0  # share of REST calls answered with a transient server error
-    rate_429: float = 0.0  # share of REST calls answered as throttled
-    retry_after: int = 1
-    latency_ms: float = 0.0
-    token_lifetime: int = 1079  # SFMC expires_in
-    marketo_token_lifetime: int = 3600
-    marketo_rate_limit: int = 100
-    marketo_rate_window: float = 20.0
-    marketo_concurrency: int = 10
-    marketo_daily_quota: int = 50_000
-    seed: int | None = None
-    sfmc_10006_rate: float = 0.0  # share of rowset calls answered 10006 without additionalErrors (transient)
-    sfmc_clients: dict[str, str] = field(default_factory=lambda: copy.deepcopy(sfmc.DEFAULT_CLIENTS))
-    sfmc_event_definitions: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: copy.deepcopy(sfmc.DEFAULT_EVENT_DEFINITIONS)
-    )
-    sfmc_data_extensions: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: copy.deepcopy(sfmc.DEFAULT_DATA_EXTENSIONS)
-    )
-    marketo_clients: dict[str, str] = field(default_factory=lambda: copy.deepcopy(marketo.DEFAULT_CLIENTS))
-    marketo_lead_fields: list[str] = field(default_factory=lambda: list(marketo.DEFAULT_LEAD_FIELDS))
-    marketo_searchable_fields: list[str] = field(default_factory=lambda: list(marketo.DEFAULT_SEARCHABLE_FIELDS))
-    marketo_activity_types: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: copy.deepcopy(marketo.DEFAULT_ACTIVITY_TYPES)
-    )
-    marketo_leads: list[dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(marketo.DEFAULT_LEADS))
-
-    def view(self) -> dict[str, Any]:
-        """The settings as JSON, client secrets redacted."""
-        return redact(asdict(self))
+def _seed(name: str, value: Any) -> int | None:
+    """A seed for the fault generator: a whole number for repeatable runs, or null for different ones each time."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
+        raise ValueError(f"{name} must be a whole number or null, not {value!r}.")
+    return int(value)
 
 
-NAMES = tuple(f.name for f in fields(Settings))
-RATES = {"error_rate", "rate_429", "sfmc_10006_rate"}
-WHOLE = {
-    "retry_after",
-    "token_lifetime",
-    "marketo_token_lifetime",
-    "marketo_rate_limit",
-    "marketo_concurrency",
-    "marketo_daily_quota",
+COMMON: dict[str, Setting] = {  # the settings of every fake's faults
+    "error_rate": rate(0.0, "share of REST calls answered with a transient server error (0..1)"),
+    "rate_429": rate(0.0, "share of REST calls answered as throttled (0..1)"),
+    "retry_after": whole(1, "seconds in Retry-After headers"),
+    "latency_ms": amount(0.0, "delay added to every request"),
+    "seed": Setting(None, "seed of the fault random generator, for repeatable runs", _seed, int),
 }
 
 
-OF_TEXT = {"sfmc_clients", "marketo_clients", "marketo_lead_fields", "marketo_searchable_fields"}
-OF_OBJECTS = {"sfmc_event_definitions", "sfmc_data_extensions", "marketo_activity_types", "marketo_leads"}
+def declared_settings(fakes: Sequence[type[Fake]]) -> dict[str, Setting]:
+    """Every setting: the common ones, then each fake's (what the constructor, config and the command take)."""
+    refuse_clashes(fakes, "Sandbox", COMMON, [*dir(Sandbox), *Sandbox.__annotations__])
+    return {**COMMON, **{name: setting for fake in fakes for name, setting in fake.settings.items()}}
 
 
-def check_setting(name: str, value: Any) -> Any:
+def check_setting(declared: dict[str, Setting], name: str, value: Any) -> Any:
     """The value to store for a setting; raises ValueError with a message a person can act on."""
-    if name not in NAMES:
-        raise ValueError(f"Unknown setting '{name}'. Known settings: {', '.join(NAMES)}.")
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    whole = number and float(value).is_integer()
-    if name in RATES and not (number and 0 <= value <= 1):
-        raise ValueError(f"{name} must be a number from 0 to 1, not {value!r}.")
-    if name in WHOLE and not (whole and value >= 0):
-        raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}.")
-    if name in {"latency_ms", "marketo_rate_window"} and not (number and value >= 0):
-        raise ValueError(f"{name} must be a number, 0 or more, not {value!r}.")
-    if name == "seed" and not (value is None or whole):
-        raise ValueError(f"seed must be a whole number or null, not {value!r}.")
-    default = getattr(Settings(), name)
-    if isinstance(default, dict | list) and not isinstance(value, type(default)):
-        raise ValueError(f"{name} must be a JSON {'object' if isinstance(default, dict) else 'array'}.")
-    items = list(value.values() if isinstance(value, dict) else value) if isinstance(default, dict | list) else []
-    if name in OF_TEXT and not all(isinstance(item, str) for item in items):
-        raise ValueError(f"{name}: every value must be a string.")
-    if name in OF_OBJECTS and not all(isinstance(item, dict) for item in items):
-        raise ValueError(f"{name}: every value must be a JSON object.")
-    if name == "sfmc_data_extensions":
-        for key, extension in value.items():
-            columns, primary_keys = extension.get("columns"), extension.get("primary_keys")
-            if not isinstance(columns, dict) or set(columns.values()) - COLUMN_TYPES:
-                raise ValueError(f"Data extension '{key}' needs columns typed {', '.join(sorted(COLUMN_TYPES))}.")
-            if not isinstance(primary_keys, list) or not primary_keys or not set(primary_keys) <= columns.keys():
-                raise ValueError(f"Data extension '{key}' needs primary_keys: a list of some of its columns.")
-    if name in WHOLE or (name == "seed" and value is not None):
-        return int(value)
-    return copy.deepcopy(value)
+    if name not in declared:
+        raise ValueError(f"Unknown setting '{name}'. Known settings: {', '.join(declared)}.")
+    return declared[name].check(name, value)
 
 
 class Sandbox:
-    """The fake vendors' server, in a daemon thread; also a context manager."""
+    """The fake vendors' server, in a daemon thread; also a context manager. `fakes` defaults to `discover()`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> None:
+    host: str
+    port: int
+    lock: threading.Lock
+    settings: Settings
+    declared: dict[str, Setting]  # every setting, by name
+    secret_maps: set[str]  # the settings whose values are secrets
+    fakes: dict[str, Fake]  # by service
+    log: ReceivedLog
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, fakes: Sequence[type[Fake]] | None = None, **settings: Any
+    ) -> None:
         self.host = host
         self.port = port
         self.lock = threading.Lock()
-        self.settings = Settings()
+        kinds = discover() if fakes is None else list(fakes)
+        self.declared = declared_settings(kinds)
+        self.secret_maps = {name for name, setting in self.declared.items() if setting.secrets}
+        self.settings = Settings(**{name: setting.fresh() for name, setting in self.declared.items()})
         for name, value in settings.items():
-            setattr(self.settings, name, check_setting(name, value))
-        self._log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
-        self._counters = dict.fromkeys(COUNTERS, 0)
+            setattr(self.settings, name, check_setting(self.declared, name, value))
+        self.log = ReceivedLog(self.secret_maps)
+        self._counter_names = [name for kind in kinds for name in kind.counters]
+        self._counters = dict.fromkeys(self._counter_names, 0)
         self._turns: Counter[str] = Counter()
         self._rng = random.Random(self.settings.seed)
-        self.sfmc = Sfmc(self)
-        self.marketo = Marketo(self)
-        self.sink = Sink(self)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()  # open (kept-alive) client connections, cut by stop()
+        self.fakes: dict[str, Fake] = {kind.service: kind(self) for kind in kinds}
+        self._listener: Listener | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        """A fake by its service (`sb.sfmc`), or a reader a fake declares (`sb.journey_entries`, `sb.leads()`)."""
+        fakes: dict[str, Fake] = self.__dict__.get("fakes", {})
+        if name in fakes:
+            return fakes[name]
+        for fake in fakes.values():
+            if name in fake.readers:
+                return self._reader(fake, name)
+        raise AttributeError(f"'Sandbox' object has no attribute '{name}': no fake declares it")
+
+    def _reader(self, fake: Fake, name: str) -> Any:
+        """A copy of a fake's attribute read under the lock, or for a method, a function that calls it so."""
+        if not callable(getattr(type(fake), name, None)):
+            with self.lock:
+                return copy.deepcopy(getattr(fake, name))
+        method: Callable[..., Any] = getattr(fake, name)
+
+        def read(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return copy.deepcopy(method(*args, **kwargs))
+
+        return read
 
     # Life cycle ------------------------------------------------------------------------------------
 
     def start(self) -> Sandbox:
-        if self._server is not None:
-            return self
-        handler = type("Handler", (_Handler,), {"sandbox": self})
-        self._server = _Server((self.host, self.port), handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="sandbox", daemon=True
-        )
-        self._thread.start()
+        if self._listener is None:
+            self._listener = Listener(self.host, self.port, self)
+            self.port = self._listener.port
         return self
 
     def stop(self) -> None:
         """Stop listening and cut kept-alive connections, so nothing is answered after this returns."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self.lock:
-            for connection in self._connections:
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
-            self._connections.clear()
-        if self._thread:
-            self._thread.join(5)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -201,89 +139,55 @@ class Sandbox:
         return f"http://{host}:{self.port}"
 
     def links(self) -> dict[str, str]:
-        """The base URLs to configure in the hub's destinations."""
-        return {
-            "sfmc_auth_base": f"{self.url}/sfmc/auth",
-            "sfmc_rest_base": f"{self.url}/sfmc/rest",
-            "marketo_base": f"{self.url}/marketo",
-            "sink": f"{self.url}/sink/<name>",
-            "control": f"{self.url}/_sandbox",
-            "config": f"{self.url}/_sandbox/config",
-            "received": f"{self.url}/_sandbox/received?service=sfmc&limit=100",
-            "journeys": f"{self.url}/_sandbox/journeys",
-            "marketo_leads": f"{self.url}/_sandbox/marketo/leads",
-            "marketo_activities": f"{self.url}/_sandbox/marketo/activities",
-            **{f"data_extension_{key}": f"{self.url}/_sandbox/data-extensions/{key}" for key in self.data_extensions()},
-        }
-
-    def data_extensions(self) -> list[str]:
+        """The base URLs to configure in the hub's destinations, and the control endpoint's."""
+        url = self.url
         with self.lock:
-            return list(self.settings.sfmc_data_extensions)
+            links = {name: link for fake in self.fakes.values() for name, link in fake.links(url).items()}
+        example = f"service={next(iter(self.fakes))}&" if self.fakes else ""
+        received = {"received": f"{url}/_sandbox/received?{example}limit=100"}
+        return {**links, "control": f"{url}/_sandbox", "config": f"{url}/_sandbox/config", **received}
 
     # Controls --------------------------------------------------------------------------------------
 
     def configure(self, **settings: Any) -> None:
         """Change some settings (all are checked before any is applied)."""
-        checked = {name: check_setting(name, value) for name, value in settings.items()}
+        checked = {name: check_setting(self.declared, name, value) for name, value in settings.items()}
         with self.lock:
             for name, value in checked.items():
                 setattr(self.settings, name, value)
             if "seed" in checked:
                 self._rng = random.Random(self.settings.seed)
-            if "marketo_leads" in checked:
-                self.marketo.load_leads(self.settings.marketo_leads)
+            for fake in self.fakes.values():
+                fake.settings_changed(checked.keys())
 
     def expire_tokens(self) -> None:
-        """Every SFMC and Marketo token issued so far expires now (SFMC 401, Marketo 602)."""
+        """Every token any fake issued so far expires now (SFMC answers 401, Marketo 602)."""
         with self.lock:
-            self.sfmc.expire_tokens()
-            self.marketo.expire_tokens()
+            for fake in self.fakes.values():
+                fake.expire_tokens()
 
     def reset(self) -> None:
-        """Forget requests, counters, tokens, journey entries, rows, leads created and activities; keep settings."""
+        """Forget requests, counters, tokens and whatever the fakes were sent; keep settings."""
         with self.lock:
-            self._log.clear()
-            self._counters = dict.fromkeys(COUNTERS, 0)
+            self.log.clear()
+            self._counters = dict.fromkeys(self._counter_names, 0)
             self._turns.clear()
             self._rng = random.Random(self.settings.seed)
-            self.sfmc.reset()
-            self.marketo.reset()
+            for fake in self.fakes.values():
+                fake.reset()
 
     # What happened ---------------------------------------------------------------------------------
 
     def received(self, service: str | None = None, path_contains: str | None = None) -> list[dict[str, Any]]:
         """Requests received, oldest first, optionally only one service's or those whose path contains a string."""
-        with self.lock:
-            return [
-                entry
-                for entry in self._log
-                if (service is None or entry["service"] == service)
-                and (path_contains is None or path_contains in entry["path"])
-            ]
+        return self.log.select(service, path_contains)
 
     @property
     def counters(self) -> dict[str, int]:
         with self.lock:
-            return {**self._counters, "marketo_duplicate_leads": self.marketo.duplicate_leads()}
+            return {**self._counters, **{name: n for fake in self.fakes.values() for name, n in fake.gauges().items()}}
 
-    @property
-    def journey_entries(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return copy.deepcopy(self.sfmc.journey_entries)
-
-    def de_rows(self, key: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return self.sfmc.de_rows(key)
-
-    def leads(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return copy.deepcopy(list(self.marketo.leads.values()))
-
-    def activities(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return copy.deepcopy(self.marketo.activities)
-
-    # For the fakes (call with the lock held, except pause) -------------------------------------------
+    # For the fakes (fake.Host; call with the lock held, except pause) ----------------------------------
 
     def count(self, name: str, n: int = 1) -> None:
         self._counters[name] += n
@@ -311,37 +215,24 @@ class Sandbox:
         self._turns[service] += 1
         return (self._turns[service] - 1) % kinds
 
-    # HTTP ------------------------------------------------------------------------------------------
+    # HTTP (listener.Owner) -------------------------------------------------------------------------
 
     def dispatch(self, req: Request) -> tuple[str, Response]:
-        for prefix, service in (("/sfmc/", "sfmc"), ("/marketo/", "marketo"), ("/sink/", "sink")):
-            if req.path.startswith(prefix):
-                return service, getattr(self, service).handle(req)
+        """Hand /<service>/… to that fake; everything else is the control endpoint's."""
+        for service, fake in self.fakes.items():
+            if req.path.startswith(f"/{service}/"):
+                return service, fake.handle(req)
         return "control", self.control(req)
 
     def record(self, service: str, req: Request, headers: dict[str, str], response: Response) -> None:
-        # Reads of the control endpoint keep no answer: /_sandbox/received would copy the log into itself.
-        kept = None if service == "control" and req.method == "GET" else response.body
-        entry = {
-            "service": service,
-            "method": req.method,
-            "path": req.path,
-            "query": redact(req.query),
-            "headers": redact_headers(headers),
-            "body": req.logged_body(),
-            "status": response.status,
-            "response": redact(kept),
-            "at": time.time(),
-        }
-        with self.lock:
-            self._log.append(entry)
+        self.log.add(service, req, headers, response)
 
     def control(self, req: Request) -> Response:
         """The JSON control endpoint: settings and counters, changes, and what the fakes hold."""
         route = req.path.rstrip("/") or "/_sandbox"
         if route == "/_sandbox" and req.method == "GET":
             with self.lock:
-                view = self.settings.view()
+                view = redact(vars(self.settings), self.secret_maps)
             return Response(200, {"settings": view, "counters": self.counters, "links": self.links()})
         if route == "/_sandbox/config" and req.method == "POST":
             try:
@@ -352,7 +243,7 @@ class Sandbox:
             except ValueError as exc:
                 return Response(400, {"error": str(exc)})
             with self.lock:
-                return Response(200, {"settings": self.settings.view()})
+                return Response(200, {"settings": redact(vars(self.settings), self.secret_maps)})
         if route in {"/_sandbox/expire-tokens", "/_sandbox/reset"} and req.method == "POST":
             if route == "/_sandbox/reset":
                 self.reset()
@@ -364,104 +255,14 @@ class Sandbox:
         return Response(404, {"error": f"No control route {req.method} {req.path}. GET /_sandbox lists the links."})
 
     def control_read(self, route: str, query: dict[str, str]) -> Response:
+        """GET /_sandbox/received, or the first fake's answer to GET /_sandbox/<its route>."""
         if route == "/_sandbox/received":
             entries = self.received(query.get("service"), query.get("path_contains"))
             limit = int(query["limit"]) if query.get("limit", "").isdigit() else 100
             return Response(200, {"received": entries[-limit:] if limit else []})
-        if route == "/_sandbox/journeys":
-            return Response(200, {"journeys": self.journey_entries})
-        if route == "/_sandbox/marketo/leads":
-            return Response(200, {"leads": self.leads()})
-        if route == "/_sandbox/marketo/activities":
-            return Response(200, {"activities": self.activities()})
-        if route.startswith("/_sandbox/data-extensions/"):
-            key = route.removeprefix("/_sandbox/data-extensions/")
-            if key not in self.data_extensions():
-                return Response(404, {"error": f"No data extension with external key '{key}'."})
-            return Response(200, {"key": key, "rows": self.de_rows(key)})
+        if route.startswith("/_sandbox/"):
+            with self.lock:
+                for fake in self.fakes.values():
+                    if (answer := fake.read(route.removeprefix("/_sandbox/"))) is not None:
+                        return answer
         return Response(404, {"error": f"No control route GET {route}. GET /_sandbox lists the links."})
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 128
-
-
-class _Handler(BaseHTTPRequestHandler):
-    sandbox: Sandbox
-    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
-    server_version = "cdphub-sandbox/1"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes: without this, Nagle holds the body for the client's delayed ACK.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.sandbox.lock:
-            self.sandbox._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.sandbox.lock:
-            self.sandbox._connections.discard(self.connection)
-        super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the received log is the record
-
-    def read_body(self) -> bytes | None:
-        """The request body (chunked or sized), or None when it is too big to read."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                if sum(map(len, chunks)) + size > MAX_READ:
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return None if length > MAX_READ else self.rfile.read(length) if length > 0 else b""
-
-    def handle_one(self) -> None:
-        try:
-            raw = self.read_body()
-        except ValueError:
-            raw = None
-        target = urlsplit(self.path)
-        headers = dict(self.headers.items())
-        req = Request(
-            method=self.command,
-            path=unquote(target.path),
-            query=dict(parse_qsl(target.query, keep_blank_values=True)),
-            headers={name.lower(): value for name, value in headers.items()},
-            raw=raw or b"",
-            uri_length=len(self.path),
-        )
-        if raw is None:
-            self.close_connection = True  # the unread body would be taken for the next request
-            service, response = "control", Response(413, {"error": "Request body too large or malformed."})
-        else:
-            try:
-                service, response = self.sandbox.dispatch(req)
-            except Exception as exc:
-                traceback.print_exc(file=sys.stderr)
-                service, response = "control", Response(500, {"error": f"sandbox bug: {exc!r}"})
-        self.sandbox.record(service, req, headers, response)  # before answering: a client that has read it finds it
-        payload = response.encode()
-        try:
-            self.send_response(response.status, "Service Not Found" if response.status == 596 else None)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(payload)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True  # the client went away
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from integrations.sandbox.fake import Fake
 from integrations.sandbox.wire import Request, Response
 
-if TYPE_CHECKING:
-    from integrations.sandbox.server import Sandbox
 
-
-class Sink:
+class Sink(Fake):
     """Stateless beyond the received log, which is where a test finds what the sink was sent."""
 
-    def __init__(self, sb: Sandbox) -> None:
-        self.sb = sb
+    service = "sink"
+    counters = ("sink_calls", "sink_429", "sink_faults")
+    banner = {"sink": "sink"}
+
+    def links(self, url: str) -> dict[str, str]:
+        return {"sink": f"{url}/sink/<name>"}
 
     def handle(self, req: Request) -> Response:
         sb = self.sb

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -13,7 +14,6 @@ import orjson
 JSON = "application/json; charset=utf-8"
 REDACTED = "[REDACTED]"
 SECRET_FIELDS = {"client_secret", "access_token"}
-CLIENT_FIXTURES = {"sfmc_clients", "marketo_clients"}  # {client_id: client_secret} settings
 SECRET_IN_FORM = re.compile(r"(^|&)(client_secret|access_token)=[^&]*")
 
 
@@ -46,12 +46,12 @@ class Request:
         scheme, _, token = self.headers.get("authorization", "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" else None
 
-    def logged_body(self) -> Any:
+    def logged_body(self, secret_maps: Collection[str] = ()) -> Any:
         """The body for the received log: parsed JSON when it parses, else text; secrets redacted."""
         if not self.raw:
             return None
         try:
-            return redact(self.json)
+            return redact(self.json, secret_maps)
         except ValueError:
             return SECRET_IN_FORM.sub(rf"\1\2={REDACTED}", self.raw.decode("utf-8", "replace"))
 
@@ -73,19 +73,23 @@ class Response:
         return orjson.dumps(self.body)
 
 
-def redact(value: Any) -> Any:
-    """A copy of a JSON value with client secrets and access tokens replaced, at any depth."""
+def redact(value: Any, secret_maps: Collection[str] = ()) -> Any:
+    """A copy of a JSON value with client secrets and access tokens replaced, at any depth.
+
+    `secret_maps` names the keys whose value is an object of client id -> secret (the fakes' `secrets=True`
+    settings, as sent to POST /_sandbox/config): the ids stay readable, the secrets do not.
+    """
     if isinstance(value, dict):
         return {
             key: REDACTED
             if key in SECRET_FIELDS
             else dict.fromkeys(item, REDACTED)
-            if key in CLIENT_FIXTURES and isinstance(item, dict)
-            else redact(item)
+            if key in secret_maps and isinstance(item, dict)
+            else redact(item, secret_maps)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [redact(item) for item in value]
+        return [redact(item, secret_maps) for item in value]
     return value
 
 

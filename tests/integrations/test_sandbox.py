@@ -874,7 +874,8 @@ def test_stop_cuts_kept_alive_connections(http: requests.Session) -> None:
 
 def test_the_command_serves_until_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "CDPHUB_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "cdphub.settings"}
-    command = [sys.executable, "manage.py", "sandbox", "--port", "0", "--error-rate", "0", "--seed", "3"]
+    flags = ["--error-rate", "0", "--seed", "3", "--marketo-rate-limit", "7", "--sfmc-10006-rate", "0.5"]
+    command = [sys.executable, "manage.py", "sandbox", "--port", "0", *flags]
     process = subprocess.Popen(
         command, cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -885,6 +886,8 @@ def test_the_command_serves_until_sigterm(tmp_path: Path) -> None:
         assert f"SFMC auth base {url}/sfmc/auth" in line
         assert f"Marketo base {url}/marketo" in line
         assert requests.post(f"{url}/sink/cli", json={}, timeout=5).json() == {"ok": True}
+        settings = requests.get(f"{url}/_sandbox", timeout=5).json()["settings"]
+        assert (settings["seed"], settings["marketo_rate_limit"], settings["sfmc_10006_rate"]) == (3, 7, 0.5)
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     finally:

@@ -6,39 +6,27 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.sandbox import Sandbox
-
-# flag -> (setting, type, help); the setting names are those of Sandbox(**settings) and POST /_sandbox/config.
-FLAGS: dict[str, tuple[str, type, str]] = {
-    "--error-rate": ("error_rate", float, "share of REST calls answered with a transient server error (0..1)"),
-    "--rate-429": ("rate_429", float, "share of REST calls answered as throttled (0..1)"),
-    "--retry-after": ("retry_after", int, "seconds in Retry-After headers"),
-    "--latency-ms": ("latency_ms", float, "delay added to every request"),
-    "--token-lifetime": ("token_lifetime", int, "SFMC expires_in"),
-    "--marketo-token-lifetime": ("marketo_token_lifetime", int, "Marketo token lifespan in seconds"),
-    "--marketo-rate-limit": ("marketo_rate_limit", int, "Marketo calls per window before 606"),
-    "--marketo-rate-window": ("marketo_rate_window", float, "seconds of Marketo's sliding rate window"),
-    "--marketo-concurrency": ("marketo_concurrency", int, "Marketo calls in flight before 615"),
-    "--marketo-daily-quota": ("marketo_daily_quota", int, "Marketo calls per day before 607"),
-    "--sfmc-10006-rate": ("sfmc_10006_rate", float, "share of rowset calls answered 10006 (transient)"),
-    "--seed": ("seed", int, "seed of the fault random generator, for repeatable runs"),
-}
+from integrations.sandbox.server import Sandbox, declared_settings, discover
 
 
 class Command(BaseCommand):
     help = (
-        "Serve fakes of SFMC and Marketo and a webhook sink on one port, for the demo, end-to-end tests and benchmarks."
+        "Serve the vendor sandbox (a fake of each vendor in integrations/sandbox, and a webhook sink) on one port, "
+        "for the demo, end-to-end tests and benchmarks."
     )
     requires_system_checks: list[str] = []  # no database: everything lives in memory
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=9100, help="0 picks a free port")
-        for flag, (name, kind, text) in FLAGS.items():
-            parser.add_argument(flag, dest=name, type=kind, default=None, help=text)
+        # One flag per scalar setting the server or a fake declares: marketo_rate_limit is --marketo-rate-limit.
+        for name, setting in declared_settings(discover()).items():
+            if setting.flag is not None:
+                flag = "--" + name.replace("_", "-")
+                parser.add_argument(flag, dest=name, type=setting.flag, default=None, help=setting.help)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        settings = {name: options[name] for name, _, _ in FLAGS.values() if options[name] is not None}
+        settings = {name: options[name] for name in declared_settings(discover()) if options.get(name) is not None}
         try:
             sandbox = Sandbox(options["host"], options["port"], **settings)
             sandbox.start()
@@ -48,11 +36,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
         signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
         links = sandbox.links()
-        self.stdout.write(
-            f"cdphub sandbox: {sandbox.url}  SFMC auth base {links['sfmc_auth_base']}  "
-            f"SFMC REST base {links['sfmc_rest_base']}  Marketo base {links['marketo_base']}  "
-            f"sink {links['sink']}  control {links['control']}"
-        )
+        bases = [f"{label} {links[name]}" for fake in sandbox.fakes.values() for name, label in fake.banner.items()]
+        self.stdout.write("  ".join([f"cdphub sandbox: {sandbox.url}", *bases, f"control {links['control']}"]))
         self.stdout.flush()
         while not stopping.wait(0.5):
             pass

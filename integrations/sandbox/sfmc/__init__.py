@@ -1,24 +1,27 @@
 """Fake Salesforce Marketing Cloud: v2 token, journey entry (sync and async) and DE rowset upsert.
 
 Contract: /work/shared/reference/vendor-contracts.md §1 (checklist §1.9). Paths are served under /sfmc/auth
-and /sfmc/rest so one port can host every vendor.
+and /sfmc/rest so one port can host every vendor; what a data extension's columns accept is data_extensions.py.
 """
 
 from __future__ import annotations
 
-import math
+import copy
 import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from integrations.sandbox.fake import Fake, objects, rate, texts, whole
+from integrations.sandbox.sfmc.data_extensions import (
+    DEFAULT_DATA_EXTENSIONS,
+    check_data_extensions,
+    de_id,
+    is_row,
+    type_error,
+)
 from integrations.sandbox.wire import Request, Response
-
-if TYPE_CHECKING:
-    from integrations.sandbox.server import Sandbox
 
 ERROR_DOCS = "https://developer.salesforce.com/docs/atlas.en-us.mc-apis.meta/mc-apis/error-handling.htm"
 SCOPE = (
@@ -38,20 +41,6 @@ DEFAULT_EVENT_DEFINITIONS: dict[str, dict[str, Any]] = {
     },
     "APIEvent-paused": {"fields": [*_CONTACT_FIELDS, "plan"], "running": False},
 }
-DEFAULT_DATA_EXTENSIONS: dict[str, dict[str, Any]] = {
-    "CDPHubContacts": {
-        "primary_keys": ["ContactKey"],
-        "columns": {
-            "ContactKey": "Text",
-            "Email": "EmailAddress",
-            "FirstName": "Text",
-            "LastName": "Text",
-            "Phone": "Phone",
-            "Plan": "Text",
-            "LastSeen": "Date",
-        },
-    },
-}
 
 
 def error(status: int, errorcode: int, message: str, **extra: Any) -> Response:
@@ -64,73 +53,41 @@ SERVICE_NOT_FOUND = Response(596, {"message": "Service Not Found", "errorcode": 
 INVALID_MESSAGE = error(400, 10004, "Invalid message format")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_decimal(value: Any) -> bool:
-    try:
-        return (_is_number(value) or isinstance(value, str)) and math.isfinite(float(value))
-    except ValueError:
-        return False
-
-
-def _is_date(value: Any) -> bool:
-    try:
-        return isinstance(value, str) and bool(datetime.fromisoformat(value))
-    except ValueError:
-        return False
-
-
-# column type -> (what the error calls it, SFMC's parse error, the check)
-COLUMN_CHECKS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
-    "EmailAddress": (
-        "email address",
-        "InvalidEmailAddress",
-        lambda v: isinstance(v, str) and re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v) is not None,
-    ),
-    "Number": (
-        "number",
-        "InvalidNumber",
-        lambda v: (
-            (isinstance(v, int) and not isinstance(v, bool))
-            or (isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()) is not None)
-        ),
-    ),
-    "Decimal": ("decimal", "InvalidDecimal", _is_decimal),
-    "Date": ("date", "InvalidDate", _is_date),
-    "Boolean": (
-        "boolean",
-        "InvalidBoolean",
-        lambda v: isinstance(v, bool) or (isinstance(v, str) and v.lower() in {"true", "false"}),
-    ),
-    "Phone": (
-        "phone number",
-        "InvalidPhone",
-        lambda v: _is_number(v) or (isinstance(v, str) and re.fullmatch(r"\+?[\d\s().-]{4,}", v) is not None),
-    ),
-}
-
-
-def _type_error(column: str, kind: str, value: Any) -> str | None:
-    """Why `value` cannot be saved in a column of this SFMC type, or None when it can ("" and null clear it)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, dict | list):
-        name, code = "value", "InvalidValue"
-    elif kind in COLUMN_CHECKS and not COLUMN_CHECKS[kind][2](value):
-        name, code, _ = COLUMN_CHECKS[kind]
-    else:
-        return None  # Text takes any scalar
-    return f"{column}: The value for column [{column}] is not a valid {name}. Parse error [{code}]"
-
-
-class Sfmc:
+class Sfmc(Fake):
     """SFMC state (tokens, journey entries, DE rows) and its routes; `sb.lock` guards every field."""
 
-    def __init__(self, sb: Sandbox) -> None:
-        self.sb = sb
-        self.reset()
+    service = "sfmc"
+    settings = {
+        "token_lifetime": whole(1079, "SFMC expires_in"),
+        "sfmc_10006_rate": rate(0.0, "share of rowset calls answered 10006 (transient)"),
+        "sfmc_clients": texts(DEFAULT_CLIENTS, "client_id -> client_secret of SFMC installed packages", secrets=True),
+        "sfmc_event_definitions": objects(DEFAULT_EVENT_DEFINITIONS, "event definition key -> {fields, running}"),
+        "sfmc_data_extensions": objects(
+            DEFAULT_DATA_EXTENSIONS, "data extension external key -> {columns, primary_keys}", check_data_extensions
+        ),
+    }
+    counters = ("sfmc_tokens_issued", "sfmc_calls", "sfmc_429", "sfmc_faults", "sfmc_10006")
+    readers = ("journey_entries", "de_rows")
+    banner = {"sfmc_auth_base": "SFMC auth base", "sfmc_rest_base": "SFMC REST base"}
+
+    def links(self, url: str) -> dict[str, str]:
+        extensions = self.sb.settings.sfmc_data_extensions
+        return {
+            "sfmc_auth_base": f"{url}/sfmc/auth",
+            "sfmc_rest_base": f"{url}/sfmc/rest",
+            "journeys": f"{url}/_sandbox/journeys",
+            **{f"data_extension_{key}": f"{url}/_sandbox/data-extensions/{key}" for key in extensions},
+        }
+
+    def read(self, route: str) -> Response | None:
+        if route == "journeys":
+            return Response(200, {"journeys": copy.deepcopy(self.journey_entries)})
+        if route.startswith("data-extensions/"):
+            key = route.removeprefix("data-extensions/")
+            if key not in self.sb.settings.sfmc_data_extensions:
+                return Response(404, {"error": f"No data extension with external key '{key}'."})
+            return Response(200, {"key": key, "rows": self.de_rows(key)})
+        return None
 
     def reset(self) -> None:
         self.tokens: dict[str, float] = {}  # token -> monotonic expiry
@@ -325,7 +282,7 @@ class Sfmc:
             rows = req.json
         except ValueError:
             return INVALID_MESSAGE
-        if not isinstance(rows, list) or not all(_is_row(row) for row in rows):
+        if not isinstance(rows, list) or not all(is_row(row) for row in rows):
             return INVALID_MESSAGE
         columns: dict[str, str] = extension["columns"]
         saved = self.rows.setdefault(key, {})
@@ -338,7 +295,7 @@ class Sfmc:
             for column in merged:
                 if column not in columns:
                     return error(400, 10000, f"Column '{column}' does not exist in data extension '{key}'.")
-            problems = [m for column, value in merged.items() if (m := _type_error(column, columns[column], value))]
+            problems = [m for column, value in merged.items() if (m := type_error(column, columns[column], value))]
             if problems:
                 details = [{"message": message, "errorcode": 10000, "documentation": ""} for message in problems]
                 return error(400, 10006, unable, additionalErrors=details)
@@ -348,15 +305,6 @@ class Sfmc:
 
     def de_rows(self, key: str) -> list[dict[str, Any]]:
         return [dict(row) for row in self.rows.get(key, {}).values()]
-
-
-def de_id(key: str) -> uuid.UUID:
-    """A stable made-up data extension ID, as SFMC quotes in 10006 messages."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"cdphub-sandbox:data-extension:{key}")
-
-
-def _is_row(row: Any) -> bool:
-    return isinstance(row, dict) and isinstance(row.get("keys"), dict) and isinstance(row.get("values", {}), dict)
 
 
 def _oauth_error(status: int, code: str, description: str) -> Response:
