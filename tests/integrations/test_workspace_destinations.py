@@ -16,6 +16,7 @@ from django.db import connection
 
 from integrations.crypto import CANNOT_DECRYPT, KEYS_ENV, reset_keys
 from integrations.models import Destination, Source
+from integrations.vendors import VENDORS
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +58,7 @@ WORKSPACE = {
 }
 
 
-VENDOR_KEYS = "marketo, segment, sfmc_data_extension, sfmc_journey, webhook"
+VENDOR_KEYS = ", ".join(sorted(VENDORS))  # every registered vendor, as the importer lists them
 
 
 def copy_of(data: Any) -> Any:
