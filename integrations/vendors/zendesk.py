@@ -28,7 +28,8 @@ BODY_LIMIT = 60_000
 TAG_SPACE, TAG_DROP = re.compile(r"\s+"), re.compile(r"[^a-z0-9_\-:]")
 # Values outside an enum are left out, not sent: https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/
 ENUMS = {"priority": {"urgent", "high", "normal", "low"}, "type": {"problem", "incident", "question", "task"}}
-# Zendesk's own Ruby client waits this long on a 429 without Retry-After (zendesk_api_client_rb, retry.rb).
+# Zendesk's own client waits this long on a 429 without Retry-After:
+# https://github.com/zendesk/zendesk_api_client_rb/blob/main/lib/zendesk_api/middleware/request/retry.rb
 THROTTLE_WAIT = 10.0
 SETUP_CODES = {401: "invalid_credentials", 403: "permission_denied", 404: "wrong_subdomain"}  # settings to fix
 STATUS_CODES = {**SETUP_CODES, 409: "conflict", 413: "too_large", 422: "invalid_record", 429: "rate_limited"}
@@ -106,9 +107,11 @@ class ZendeskConfig:
             return ["base_url: must be an http(s) URL like https://acme.zendesk.com"]
         if self.base_url and "/api/" in parts.path + "/":
             return ["base_url: leave out /api/v2: https://acme.zendesk.com"]
+        # Host mapping serves the help center only: https://support.zendesk.com/hc/en-us/articles/4408838571930
+        if "." in name:
+            return ["subdomain: give the part before .zendesk.com (like acme), not a host-mapped domain"]
         if name and not SUBDOMAIN.fullmatch(name):
-            # Host mapping serves the help center only; the API answers on the zendesk.com name.
-            return ["subdomain: must be the part before .zendesk.com (like acme), not a host-mapped domain"]
+            return ["subdomain: must be letters, digits and hyphens, the part before .zendesk.com (like acme)"]
         return []
 
 
@@ -219,7 +222,8 @@ class Zendesk(Vendor):
             ticket["subject"] = cut(ticket["subject"], SUBJECT_LIMIT)
         comment = ticket.get("comment")
         if isinstance(comment, dict) and "body" in comment:
-            # Zendesk refuses a ticket without a description: an event without properties takes its subject.
+            # No description is a 422, so an event without properties takes its subject as the comment:
+            # https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_comments/
             comment["body"] = cut(as_text(comment["body"]) or str(ticket.get("subject") or ""), BODY_LIMIT)
         if "tags" in ticket:
             ticket["tags"] = tags_of(ticket["tags"])
@@ -233,13 +237,16 @@ class Zendesk(Vendor):
             if not isinstance(email, str) or not email.strip():
                 message = "The event has no email for the ticket's requester (mapping.ticket.requester.email is empty)."
                 raise DeliveryError(message, code="missing_email", hint=HINTS["missing_email"])
-            # A new requester needs a name; a known one is left as it is, whatever name is sent (tickets docs).
+            # A new requester needs a name; a known one is left as it is, whatever name is sent:
+            # https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/
             ticket["requester"] = {**requester, "name": requester.get("name") or email.split("@")[0]}
         return ticket
 
     def user(self, user: dict[str, Any]) -> dict[str, Any]:
+        # Zendesk needs a name only to create a user, and "" would blank a known user's:
+        # https://developer.zendesk.com/api-reference/ticketing/users/users/#create-or-update-user
         if not user.get("name"):
-            user.pop("name", None)  # "" would blank a known user's name: Zendesk asks for one only on create
+            user.pop("name", None)
         if not any(str(user.get(key) or "").strip() for key in ("email", "external_id")):
             message = "The identify has no email and no external_id (userId) to find or create the Zendesk user by."
             raise DeliveryError(message, code="missing_identity", hint=HINTS["missing_identity"])

@@ -532,12 +532,12 @@ def test_the_token_email_and_header_never_reach_the_exchanges_or_messages_even_w
         (
             {"subdomain": "support.acme.com"},
             CREDENTIALS,
-            "config.subdomain: must be the part before .zendesk.com (like acme), not a host-mapped domain",
+            "config.subdomain: give the part before .zendesk.com (like acme), not a host-mapped domain",
         ),
         (
             {"subdomain": "ac_me"},
             CREDENTIALS,
-            "config.subdomain: must be the part before .zendesk.com (like acme), not a host-mapped domain",
+            "config.subdomain: must be letters, digits and hyphens, the part before .zendesk.com (like acme)",
         ),
         (
             {"base_url": "acme.zendesk.com"},
