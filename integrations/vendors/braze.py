@@ -98,7 +98,7 @@ HINTS = {
     "invalid_data": INVALID,  # a 400: Braze refused every object of the request
 }
 # Minor errors are sentences, not codes (https://braze.com/docs/api/errors): the first phrase found picks the hint.
-OBJECT_ERRORS = {"blacklisted": "blocked_external_id", "'braze_id'": "missing_identifier", "email": "invalid_email"}
+OBJECT_ERRORS = {"blacklisted": "blocked_external_id", "braze_id": "missing_identifier", "email": "invalid_email"}
 
 
 @dataclass
@@ -132,15 +132,16 @@ class BrazeConfig:
         return problems
 
 
+KEY_PROBLEM = "api_key: required: paste the REST API key alone, without quotes or spaces"
+
+
 @dataclass
 class BrazeCredentials:
     api_key: str
 
     def check(self) -> list[str]:
         key = self.api_key.strip()  # Braze answers a quoted key with 401, as it does a wrong one
-        return (
-            [] if key and key == self.api_key and key[0] not in "\"'" else ["api_key: paste the key alone, no quotes"]
-        )
+        return [] if key and key == self.api_key and key[0] not in "\"'" else [KEY_PROBLEM]
 
 
 @dataclass
@@ -268,7 +269,7 @@ class Braze(Vendor):
         name, extra = found.get("name"), found.pop("properties", None)
         if not isinstance(name, str) or not name or name.startswith("$") or len(name) > 255:
             raise self.fail("invalid_event_name", f"{name!r} is not an event name Braze takes.")
-        return {**found, "time": braze_time(found.get("time")), **properties_of(extra, set())}
+        return {**found, "time": braze_time(found.get("time") or event.get("timestamp")), **properties_of(extra, set())}
 
     def purchases(self, event: dict[str, Any], products: list[Any]) -> list[dict[str, Any]]:
         spec, found, of = self.mapping["purchase"], [], f"of {len(products)}"
@@ -286,7 +287,12 @@ class Braze(Vendor):
                 raise self.fail("invalid_product", f"Product {n} {of} has quantity {quantity!r}, not a whole number.")
             if not re.fullmatch(r"[A-Z]{3}", currency):
                 raise self.fail("invalid_currency", f"Product {n} {of} has no three-letter currency ({currency!r}).")
-            item |= {"product_id": str(product_id), "currency": currency, "time": braze_time(item.get("time")), **extra}
+            item |= {
+                "product_id": str(product_id),
+                "currency": currency,
+                "time": braze_time(item.get("time") or event.get("timestamp")),
+                **extra,
+            }
             # At most 100 per object, and Braze counts each unit as one purchase anyway: split, never clamp.
             found += [{**item, "quantity": min(left, MAX_QUANTITY)} for left in range(quantity, 0, -MAX_QUANTITY)]
         return found
