@@ -259,9 +259,10 @@ class Braze(Vendor):
         custom = apply_mapping(spec, event)
         custom = custom if isinstance(custom, dict) else {}
         # A whole object (traits) keeps its nulls, which unset the attributes in Braze; named fields drop theirs.
-        custom = {
-            k: v for k, v in custom.items() if (k not in TAKEN_TRAITS if isinstance(spec, str) else v is not None)
-        }
+        if isinstance(spec, str):
+            custom = {k: v for k, v in custom.items() if k not in TAKEN_TRAITS}
+        else:
+            custom = {k: v for k, v in custom.items() if v is not None}
         return {**custom, **{k: v for k, v in standard.items() if v is not None}}
 
     def custom_event(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -275,9 +276,8 @@ class Braze(Vendor):
         spec, found, of = self.mapping["purchase"], [], f"of {len(products)}"
         for n, product in enumerate(products, 1):
             item = mapped(spec, {**event, "product": product if isinstance(product, dict) else {}})
-            extra = properties_of(
-                item.pop("properties", None), PRODUCT_FIELDS if isinstance(spec.get("properties"), str) else set()
-            )
+            taken = PRODUCT_FIELDS if isinstance(spec.get("properties"), str) else set()
+            extra = properties_of(item.pop("properties", None), taken)
             product_id, price, quantity = item.get("product_id"), item.get("price"), item.get("quantity", 1)
             currency = str(item.get("currency") or self.config.default_currency).upper()
             quantity = int(quantity) if isinstance(quantity, float) and quantity.is_integer() else quantity
@@ -287,12 +287,8 @@ class Braze(Vendor):
                 raise self.fail("invalid_product", f"Product {n} {of} has quantity {quantity!r}, not a whole number.")
             if not re.fullmatch(r"[A-Z]{3}", currency):
                 raise self.fail("invalid_currency", f"Product {n} {of} has no three-letter currency ({currency!r}).")
-            item |= {
-                "product_id": str(product_id),
-                "currency": currency,
-                "time": braze_time(item.get("time") or event.get("timestamp")),
-                **extra,
-            }
+            item["time"] = braze_time(item.get("time") or event.get("timestamp"))
+            item |= {"product_id": str(product_id), "currency": currency, **extra}
             # At most 100 per object, and Braze counts each unit as one purchase anyway: split, never clamp.
             found += [{**item, "quantity": min(left, MAX_QUANTITY)} for left in range(quantity, 0, -MAX_QUANTITY)]
         return found
@@ -324,6 +320,8 @@ class Braze(Vendor):
             body, headers = orjson.dumps(batch.body), self.headers()
             response = self.http.request("POST", self.url, data=body, headers=headers, extra=extra)
         except DeliveryError as error:  # a timeout, a refused connection, our own rate limit
+            if error.code == "dns_error":  # no such host: a typo in rest_endpoint rather than a passing problem
+                error = DeliveryError(error.message, code="wrong_endpoint", hint=HINTS["wrong_endpoint"])
             result = error.result(self.http.take_exchanges())
             result.hint = result.hint or (TEMPORARY if error.retryable else "")
             return {i: dataclasses.replace(result) for i in batch.events}, result
@@ -340,9 +338,7 @@ class Braze(Vendor):
                 refused.setdefault(owners[index], []).append(f"{error['input_array']}[{index}]: {error.get('type')}")
         for i, reasons in refused.items():
             code = next((c for text, c in OBJECT_ERRORS.items() if text in reasons[0].lower()), "invalid_value")
-            message = self.http.redact_text(
-                f"Braze refused {len(reasons)} of the event's objects: {'; '.join(reasons)}"
-            )
+            message = self.http.redact_text("Braze refused " + "; ".join(reasons))
             answers[i] = Result("failed", response.status_code, code, message, HINTS[code], None, result.exchanges)
         ends = result.outcome in ("retry", "throttled") or result.error_code in self.setup_errors
         return answers, result if ends else None

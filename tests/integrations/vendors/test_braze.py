@@ -4,6 +4,7 @@ a request, minor errors inside a 2xx, each error class with its hint, asserting 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -427,14 +428,11 @@ def test_minor_errors_fail_only_the_events_whose_objects_they_name(mocked: respo
     assert profile.ok
     assert (refused.outcome, refused.status_code, refused.error_code) == ("failed", 201, "missing_identifier")
     assert refused.error_message == (
-        "Braze refused 1 of the event's objects: events[1]: "
-        "'external_id', 'braze_id', 'user_alias', 'email' or 'phone' is required"
+        "Braze refused events[1]: 'external_id', 'braze_id', 'user_alias', 'email' or 'phone' is required"
     )
     assert refused.hint == HINTS["missing_identifier"]
     assert (refused_order.outcome, refused_order.error_code) == ("failed", "invalid_value")
-    assert (
-        refused_order.error_message == "Braze refused 1 of the event's objects: purchases[0]: 'quantity' is not valid"
-    )
+    assert refused_order.error_message == "Braze refused purchases[0]: 'quantity' is not valid"
     assert refused_order.hint == HINTS["invalid_value"]
     assert (refused.retry_after, refused_order.retry_after) == (None, None)  # a retry would duplicate the rest
     assert len(first.exchanges) == 1
@@ -612,6 +610,23 @@ def test_a_timeout_is_retried_with_a_hint(mocked: responses.RequestsMock) -> Non
 
     assert (result.outcome, result.error_code) == ("retry", "timeout")
     assert "retries by itself" in result.hint
+
+
+def test_an_endpoint_host_that_does_not_exist_is_a_setup_error(
+    mocked: responses.RequestsMock, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.ALLOW_PRIVATE_URLS = False  # the address guard resolves the host before any call
+
+    def unresolvable(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)
+
+    (result,) = braze(rest_endpoint="https://rest.iad-99.braze.com").deliver([identify()])
+
+    assert (result.outcome, result.error_code, result.hint) == ("failed", "wrong_endpoint", HINTS["wrong_endpoint"])
+    assert result.error_message == "The host rest.iad-99.braze.com cannot be resolved."
+    assert len(mocked.calls) == 0
 
 
 def test_the_api_key_is_never_recorded_even_when_braze_echoes_it(mocked: responses.RequestsMock) -> None:
