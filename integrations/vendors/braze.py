@@ -32,17 +32,15 @@ DASHBOARD = [
     (re.compile(r"dashboard\.([a-z]{2}-\d\d)\.braze\.(com|eu)"), r"rest.\1.braze.\2"),
     (re.compile(r"sdk\.(.+\.braze\.(?:com|eu))"), r"rest.\1"),
 ]
-# The Segment traits the default standard attributes read: the other traits become custom attributes.
-TAKEN_TRAITS = {"firstName", "lastName", "first_name", "last_name", "email", "phone", "birthday", "gender", "address"}
-TAKEN_TRAITS |= {"avatar"}
 PRODUCT_FIELDS = {"product_id", "sku", "price", "quantity", "currency"}  # the rest of a product are its properties
 # Braze refuses property keys that start with $, and time and event_name are its own (RudderStack strips them too):
 # https://www.braze.com/docs/api/objects_filters/event_object
 RESERVED = {"time", "event_name"}
+# Braze's standard attributes: https://www.braze.com/docs/api/objects_filters/user_attributes_object
 GENDERS = {"m": "M", "male": "M", "man": "M", "f": "F", "female": "F", "woman": "F", "w": "F", "o": "O", "other": "O"}
 GENDERS |= {"n": "N", "not applicable": "N", "p": "P", "prefer not to say": "P"}
 # The default mapping, section by section; JMESPath over the event, a purchase's also over `product`, the order's
-# product it is built from. A section given as one expression (traits, product) loses the fields mapped elsewhere.
+# product it is built from. A section given as one expression (traits, product) leaves out what the default maps.
 ATTRIBUTES = {
     "first_name": "traits.firstName || traits.first_name",
     "last_name": "traits.lastName || traits.last_name",
@@ -54,6 +52,8 @@ ATTRIBUTES = {
     "country": "traits.address.country",
     "image_url": "traits.avatar",
 }
+# The traits the standard attributes read (firstName, address, …): the other traits become custom attributes.
+TAKEN_TRAITS = {name for expression in ATTRIBUTES.values() for name in re.findall(r"traits\.(\w+)", expression)}
 EVENT = {"name": "event", "time": "timestamp", "properties": "properties"}
 PURCHASE = {
     "product_id": "product.product_id || product.sku",
@@ -110,7 +110,7 @@ class BrazeConfig:
     objects_per_request: int = MAX_OBJECTS
 
     def check(self) -> list[str]:
-        problems = []
+        problems: list[str] = []
         parts = urlsplit(self.rest_endpoint)
         host = (parts.hostname or "").lower()
         rest = next((pattern.sub(to, host) for pattern, to in DASHBOARD if pattern.fullmatch(host)), "")
@@ -245,7 +245,8 @@ class Braze(Vendor):
         if found:
             return {"external_id": found}
         if label and isinstance(anonymous, str) and anonymous:
-            # "Update Only" is the default for a user_alias: Braze creates an alias-only profile only when asked.
+            # "Update Only" is the default for a user_alias, so Braze would create no profile for it unless asked:
+            # https://www.braze.com/docs/api/endpoints/user_data/post_user_track
             return {"user_alias": {"alias_name": anonymous, "alias_label": label}, "_update_existing_only": False}
         raise self.fail("missing_user_id", "The event has no userId, and Braze profiles are keyed by it.")
 
@@ -273,7 +274,8 @@ class Braze(Vendor):
         return {**found, "time": braze_time(found.get("time") or event.get("timestamp")), **properties_of(extra, set())}
 
     def purchases(self, event: dict[str, Any], products: list[Any]) -> list[dict[str, Any]]:
-        spec, found, of = self.mapping["purchase"], [], f"of {len(products)}"
+        spec, of = self.mapping["purchase"], f"of {len(products)}"
+        found: list[dict[str, Any]] = []
         for n, product in enumerate(products, 1):
             item = mapped(spec, {**event, "product": product if isinstance(product, dict) else {}})
             taken = PRODUCT_FIELDS if isinstance(spec.get("properties"), str) else set()
@@ -345,9 +347,10 @@ class Braze(Vendor):
 
     def classify(self, response: requests.Response) -> Result:
         """Braze's HTTP classes (https://braze.com/docs/api/errors); minor errors are post()'s."""
-        status, said = response.status_code, describe_response(response)
+        status = response.status_code
         if 200 <= status < 300:
             return Result("delivered", status_code=status)
+        said = describe_response(response)
         if status == 429:
             return Result("throttled", status, "rate_limited", said, HINTS["rate_limited"], wait_after(response))
         if status == 408 or status >= 500:
