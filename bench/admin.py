@@ -920,7 +920,7 @@ def top_up(db: Path, info: dict[str, Any], now: float) -> int:
     oldest removed (their deliveries and attempts too); rollups added by the hub's own rollups.add."""
     from django.db import transaction
 
-    from deliveries import rollups
+    from deliveries.engine import rollups
     from integrations.models import Destination, Source
 
     newest = info.get("newest", info["seeded_at"] - 30)
@@ -990,7 +990,7 @@ def prepare(args: argparse.Namespace, db: Path) -> Seed:
     started = time.monotonic()
     result = seed(db, args.events, args.deliveries, now)
     print(f"  rows written in {time.monotonic() - started:.0f} s; rollups ...", flush=True)
-    from deliveries import rollups
+    from deliveries.engine import rollups
 
     t = time.monotonic()
     written = rollups.rebuild()
@@ -1022,7 +1022,7 @@ def statistics_for_planner(db: Path, analyze: bool) -> None:
 def fold_schema() -> tuple[int, float]:
     """deliveries.schema.fold() until it returns 0, when the hub has it: (events folded, seconds)."""
     try:
-        from deliveries import schema
+        from deliveries.engine import schema_fold as schema
     except ImportError:
         return 0, 0.0
     fold = getattr(schema, "fold", None)

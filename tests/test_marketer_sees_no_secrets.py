@@ -22,7 +22,7 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from deliveries import schema
+from deliveries.engine.schema_fold import fold
 from deliveries.models import Attempt, Delivery, Event, Replay
 from integrations.forms import credential_keys
 from integrations.models import AccessToken, Destination, Source
@@ -214,7 +214,7 @@ def seed(client: Client) -> Seeded:
         processed=len(events),
     )
     replay.destinations.set(destinations)
-    schema.fold()
+    fold()
 
     credentials = [
         credential_value(d.vendor, k.name)
