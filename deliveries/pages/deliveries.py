@@ -254,7 +254,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="Next attempt", ordering="next_attempt_at")
     def next_attempt(self, delivery: Delivery) -> str:
-        if delivery.status not in (Delivery.Status.PENDING, Delivery.Status.RETRYING) or not delivery.next_attempt_at:
+        if delivery.status not in Delivery.DUE or not delivery.next_attempt_at:
             return "-"
         return until(delivery.next_attempt_at)
 

@@ -10,7 +10,7 @@ from django.db.models import Count, F, QuerySet
 
 from deliveries.engine.routing import decide
 from deliveries.models import Delivery
-from deliveries.pages.replay.selection import MAX_EVENTS, base_events, delivery_status, events_for, source_ids
+from deliveries.pages.replay.selection import FEW, MAX_EVENTS, base_events, delivery_status, events_for, source_ids
 from integrations.models import Destination
 
 EXACT_LIMIT = 100_000  # the dry run counts exactly up to here, then says "more than"
@@ -57,7 +57,7 @@ def dry_run(criteria: dict[str, Any], destinations: list[Destination], include_d
         if key not in shared:
             base = base_events(criteria, sources).order_by()  # no sort: each LIMIT stops early on the index
             # A failed or retrying status is counted exactly off the deliveries: the events' count is not needed.
-            total = 0 if status in ("failed", "retrying") else base.values("pk")[: EXACT_LIMIT + 1].count()
+            total = 0 if status in FEW else base.values("pk")[: EXACT_LIMIT + 1].count()
             window = base.values("pk")[:WINDOW] if total > WINDOW else None
             sample = list(base.values_list("payload", flat=True)[:SAMPLE]) if status == "any" else []
             shared[key] = (total, window, sample)
@@ -80,7 +80,7 @@ def _count(
     estimated = window is not None
     scope: Any = window if estimated else events.values("pk")  # few enough to count every one exactly
     scale = min(total, MAX_EVENTS) / max(size, 1) if estimated else 1.0
-    if status in ("failed", "retrying"):  # exact: read off the destination's status index, usually few
+    if status in FEW:  # exact: read off the destination's status index, usually few
         matched = events.values("pk")[: EXACT_LIMIT + 1].count()
         by_status, estimated, scale = {status: matched}, False, 1.0
     else:
@@ -99,7 +99,7 @@ def _count(
         exact = window is None
         matched = events.values("pk")[: EXACT_LIMIT + 1].count() if exact else size - sum(by_status.values())
         by_status = {}
-    elif status not in ("failed", "retrying"):
+    elif status not in FEW:
         matched = by_status.get(status, 0)
         by_status = {status: matched}
     if status != "any":

@@ -14,6 +14,7 @@ from django.utils.dateparse import parse_datetime
 from deliveries.models import Event
 from deliveries.pages.replay.selection import DELIVERY_STATUSES
 from integrations.models import Destination, Source
+from integrations.spec import EVENT_TYPES
 
 MAX_SELECTED = 1_000  # ids in ?events= (a Debugger selection is a page or a few)
 
@@ -36,7 +37,7 @@ class ReplayForm(forms.Form):
         required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
     )
     type = forms.ChoiceField(
-        required=False, choices=[("", "All types")] + [c for c in Event.Type.choices if c[0] != "invalid"]
+        required=False, choices=[("", "All types")] + [(t, Event.Type(t).label) for t in EVENT_TYPES]
     )
     event = forms.CharField(required=False, max_length=255, help_text="A track event's exact name.")
     delivery_status = forms.ChoiceField(

@@ -13,6 +13,8 @@ from deliveries.pages.display import moment
 from integrations.models import Destination, Source
 
 MAX_EVENTS = 100_000  # per destination and replay: the oldest are taken, a second replay does the rest
+# Delivery statuses a replay's criteria pick that are usually few: read off the destination's status index.
+FEW = (Delivery.Status.FAILED, Delivery.Status.RETRYING)
 DELIVERY_STATUSES = [
     ("any", "Any"),
     ("failed", "Failed"),
@@ -57,7 +59,7 @@ def events_for(criteria: dict[str, Any], destination: Destination) -> QuerySet[E
     if criteria.get("since") and "events" not in criteria:
         # A delivery is made when its event arrives or later: this bounds the (destination, status, created_at) scan.
         to_here = to_here.filter(created_at__gte=parse_datetime(criteria["since"]))
-    if status in ("failed", "retrying"):
+    if status in FEW:
         # Usually few: read them off the (destination, status, created_at) index, then the events by key.
         events = events.filter(pk__in=to_here.filter(status=status).values("event_id"))
     elif status in ("delivered", "filtered"):
