@@ -12,6 +12,7 @@ from django.contrib.auth.models import Group
 from playwright.sync_api import Page, expect
 
 from deliveries.models import Delivery, Event
+from integrations.crypto import MASK
 from integrations.models import Destination, Source
 from tests.factories import make_event
 
@@ -89,7 +90,7 @@ def test_a_marketer_dry_runs_and_sends_an_event_and_pages_through_its_exchanges(
     expect(request).to_have_count(1)
     expect(request.locator(".preview-title")).to_contain_text(f"POST {base}/interaction/v1/events")
     expect(request).to_contain_text(f"After an OAuth token call to {base}/v2/token")
-    expect(request).to_contain_text("Authorization: ********")
+    expect(request).to_contain_text(f"Authorization: {MASK}")
     expect(page.locator("#tester-dry-run")).to_contain_text('"firstName": "Ada"')
     assert CLIENT_SECRET not in page.content()
     assert len(sfmc.requests) == 0  # a dry run sends nothing
