@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 from playwright.sync_api import Page, expect
 
 from deliveries.models import Delivery, Event
@@ -23,10 +22,8 @@ TOKEN = "eyJhbGciOiJIUzI1NiJ9.browser-tester.fake"
 
 
 def test_a_marketer_dry_runs_and_sends_an_event_and_pages_through_its_exchanges(
-    page: Page, live_server, django_user_model, artifacts: Path, receivers, start_worker
+    page: Page, live_server, marketer, artifacts: Path, receivers, start_worker
 ):
-    user = django_user_model.objects.create_user("mia", "mia@example.com", "correct horse", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketer"))
     website = Source.objects.create(name="Website", slug="website", write_key="wk_browser_tester")
     # Marketing Cloud's token and REST hosts, both answered by one local receiver.
     sfmc = receivers()
@@ -48,7 +45,7 @@ def test_a_marketer_dry_runs_and_sends_an_event_and_pages_through_its_exchanges(
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(f"{live_server.url}/admin/")
     page.fill("#id_username", "mia")
-    page.fill("#id_password", "correct horse")
+    page.fill("#id_password", "pw")
     page.click("input[type=submit]")
 
     # Opened from the stored event (as the Debugger's "send to tester" does): the form follows its JSON.
