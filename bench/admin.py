@@ -10,7 +10,8 @@ touched) -> when the seeded database there does not match the scale asked for (o
 hours, or --reseed): a fresh database, `migrate`, 4 sources and 6 destinations (SFMC journeys, Marketo, webhooks,
 Segment; credentials set through the model, so encrypted), then events spread over the last 30 days and their
 deliveries written with executemany in one transaction (indexes dropped first and rebuilt after) -> the
-delivery rollups rebuilt by deliveries.rollups.rebuild() and the schema rollup folded by deliveries.schema.fold()
+delivery rollups rebuilt by deliveries.engine.rollups.rebuild() and the schema rollup folded by
+deliveries.engine.schema_fold.fold()
 (the hub's own code, timed) -> a database that is reused is topped up to now first (the events it missed since
 its seed, the same number of the oldest removed), so windows like "last 10 minutes" hold data -> each page
 timed with django.test.Client in this process, as a superuser and as a member of the Marketer group: one
@@ -36,23 +37,19 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import orjson
+from cpu import machine_busy
+from harness import ROOT, BenchError, note_scrubbed, print_problems, print_table
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT / "var" / "bench-admin"
 SEED_VERSION = 1  # bump when the generated data changes shape: a stored seed of another version is replaced
 BUDGET_MS = 500.0
 DAYS = 30
-# Settings that would point the benchmark somewhere else than its own SQLite file.
-SCRUBBED_ENV = ("CDPHUB_DATABASE_URL", "CDPHUB_DEBUG", "DJANGO_SETTINGS_MODULE", "CDPHUB_BROKER")
 EPOCH = datetime(1970, 1, 1)
-
-
-class BenchError(Exception):
-    """The benchmark itself could not run (exit status 2)."""
 
 
 # ---------------------------------------------------------------------------------------------- workspace
@@ -313,60 +310,35 @@ class Ids:
 
 @dataclass
 class Rows:
-    events: list[tuple] = field(default_factory=list)
-    deliveries: list[tuple] = field(default_factory=list)
-    attempts: list[tuple] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # column -> value (the rest: Table's defaults)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[tuple[int, datetime, str, int | None]] = field(default_factory=list)  # for rollups.add
 
 
-EVENT_COLUMNS = (
-    "id",
-    "source_id",
-    "message_id",
-    "type",
-    "event",
-    "user_id",
-    "anonymous_id",
-    "email",
-    "payload",
-    "received_at",
-    "timestamp",
-    "status",
-    "reject_reason",
-)
-DELIVERY_COLUMNS = (
-    "id",
-    "event_id",
-    "destination_id",
-    "status",
-    "attempts",
-    "throttled",
-    "next_attempt_at",
-    "lease_expires_at",
-    "error_code",
-    "error_message",
-    "hint",
-    "delivered_at",
-    "latency_ms",
-    "is_test",
-    "replay_id",
-    "retry_from",
-    "created_at",
-    "updated_at",
-)
-ATTEMPT_COLUMNS = (
-    "id",
-    "delivery_id",
-    "number",
-    "started_at",
-    "duration_ms",
-    "outcome",
-    "status_code",
-    "error_code",
-    "error_message",
-    "hint",
-    "exchanges",
-)
+@dataclass(frozen=True)
+class Table:
+    """How the seed writes one model's rows: the generator gives a row's values by column, and every column it
+    leaves out gets the model's default, as ingest's INSERTs do (a field added with a default needs no change
+    here). The columns come from the model."""
+
+    sql: str
+    columns: tuple[str, ...]
+    defaults: dict[str, Any]
+
+    @staticmethod
+    @lru_cache
+    def of(model: Any) -> Table:
+        from django.db import connection
+
+        fields = model._meta.concrete_fields
+        columns = tuple(f.column for f in fields)
+        defaults = {f.column: f.get_db_prep_save(f.get_default(), connection) for f in fields}
+        marks = ", ".join("?" * len(columns))
+        return Table(f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) VALUES ({marks})", columns, defaults)
+
+    def values(self, row: dict[str, Any]) -> tuple:
+        return tuple(row[c] if c in row else self.defaults[c] for c in self.columns)
 
 
 class Generator:
@@ -387,7 +359,7 @@ class Generator:
         n = int(self.rng.paretovariate(1.2) * 1000) % self.users  # some users are far busier than others
         return f"user-{n:06d}", f"anon-{n * 2654435761 % 4294967296:08x}", f"person{n}@example.com"
 
-    def event(self, event_id: int, ts: float, status: str = "accepted") -> tuple[tuple, str, int]:
+    def event(self, event_id: int, ts: float, status: str = "accepted") -> tuple[dict[str, Any], str, int]:
         """One Event row; returns (row, type, source index)."""
         rng = self.rng
         s = rng.choices(range(len(self.sources)), self.source_weights)[0]
@@ -443,21 +415,21 @@ class Generator:
                     "invalid_event: event must be a non-empty string for a track call.",
                 ]
             )
-        row = (
-            event_id,
-            source_id,
-            payload["messageId"],
-            kind,
-            name if kind == "track" else "",
-            payload.get("userId", ""),
-            anonymous_id,
-            event_email,
-            orjson.dumps(payload).decode(),
-            db_time(ts),
-            db_time(ts),
-            status,
-            reject_reason,
-        )
+        row = {
+            "id": event_id,
+            "source_id": source_id,
+            "message_id": payload["messageId"],
+            "type": kind,
+            "event": name if kind == "track" else "",
+            "user_id": payload.get("userId", ""),
+            "anonymous_id": anonymous_id,
+            "email": event_email,
+            "payload": orjson.dumps(payload).decode(),
+            "received_at": db_time(ts),
+            "timestamp": db_time(ts),
+            "status": status,
+            "reject_reason": reject_reason,
+        }
         return row, kind, s
 
     def deliveries(
@@ -531,44 +503,39 @@ class Generator:
                 started = updated - 0.2
                 duration = rng.randint(80, 10_000 if code == "timeout" else 900)
                 rows.attempts.append(
-                    (
-                        ids.attempt,
-                        did,
-                        attempts,
-                        db_time(started),
-                        duration,
-                        "failed" if status == "failed" else "retry",
-                        http,
-                        code,
-                        message,
-                        hint,
-                        self.exchanges(d, http, code, message, duration, event_id),
-                    )
+                    {
+                        "id": ids.attempt,
+                        "delivery_id": did,
+                        "number": attempts,
+                        "started_at": db_time(started),
+                        "duration_ms": duration,
+                        "outcome": "failed" if status == "failed" else "retry",
+                        "status_code": http,
+                        "error_code": code,
+                        "error_message": message,
+                        "hint": hint,
+                        "exchanges": self.exchanges(d, http, code, message, duration, event_id),
+                    }
                 )
                 ids.attempt += 1
             elif status == "pending":
                 next_at = created
             rows.deliveries.append(
-                (
-                    did,
-                    event_id,
-                    d["id"],
-                    status,
-                    attempts,
-                    0,
-                    db_time(next_at) if next_at else None,
-                    None,
-                    code,
-                    message,
-                    hint,
-                    db_time(delivered_at) if delivered_at else None,
-                    latency,
-                    0,
-                    None,
-                    None,
-                    db_time(created),
-                    db_time(updated),
-                )
+                {
+                    "id": did,
+                    "event_id": event_id,
+                    "destination_id": d["id"],
+                    "status": status,
+                    "attempts": attempts,
+                    "next_attempt_at": db_time(next_at) if next_at else None,
+                    "error_code": code,
+                    "error_message": message,
+                    "hint": hint,
+                    "delivered_at": db_time(delivered_at) if delivered_at else None,
+                    "latency_ms": latency,
+                    "created_at": db_time(created),
+                    "updated_at": db_time(updated),
+                }
             )
             if not self.keep_outcomes:
                 continue
@@ -639,7 +606,7 @@ def generate_chunk(
         row, kind, _ = gen.event(event_id, ts, status)
         rows.events.append(row)
         if status == "accepted":
-            gen.deliveries(ids, event_id, ts, kind, row[4], now, per_event, rows)
+            gen.deliveries(ids, event_id, ts, kind, row["event"], now, per_event, rows)
     return rows
 
 
@@ -695,8 +662,11 @@ def generate_parallel(
     with multiprocessing.get_context("fork").Pool(os.cpu_count() or 2) as pool:
         for rows in pool.imap(run_task, tasks):
             d0, a0 = ids.delivery, ids.attempt
-            rows.deliveries = [(r[0] + d0, *r[1:]) for r in rows.deliveries]
-            rows.attempts = [(r[0] + a0, r[1] + d0, *r[2:]) for r in rows.attempts]
+            for delivery in rows.deliveries:
+                delivery["id"] += d0
+            for attempt in rows.attempts:
+                attempt["id"] += a0
+                attempt["delivery_id"] += d0
             flush(conn, rows)
             ids.event += len(rows.events)
             ids.delivery += len(rows.deliveries)
@@ -705,14 +675,12 @@ def generate_parallel(
 
 
 def flush(conn: sqlite3.Connection, rows: Rows) -> None:
-    for table, columns, values in (
-        ("deliveries_event", EVENT_COLUMNS, rows.events),
-        ("deliveries_delivery", DELIVERY_COLUMNS, rows.deliveries),
-        ("deliveries_attempt", ATTEMPT_COLUMNS, rows.attempts),
-    ):
+    from deliveries.models import Attempt, Delivery, Event
+
+    for model, values in ((Event, rows.events), (Delivery, rows.deliveries), (Attempt, rows.attempts)):
         if values:
-            marks = ", ".join("?" * len(columns))
-            conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
+            table = Table.of(model)
+            conn.executemany(table.sql, [table.values(row) for row in values])
 
 
 # ---------------------------------------------------------------------------------------------- the seed
@@ -859,26 +827,18 @@ def seed(db: Path, events: int, deliveries: int, now: float) -> Seed:
         rows.events.append(row)
         created = db_time(ts + 0.01)
         rows.deliveries.append(
-            (
-                ids.delivery,
-                ids.event,
-                destinations[i % len(destinations)]["id"],
-                "delivered",
-                1,
-                0,
-                None,
-                None,
-                "",
-                "",
-                "",
-                db_time(ts + 0.3),
-                300,
-                1,
-                None,
-                None,
-                created,
-                created,
-            )
+            {
+                "id": ids.delivery,
+                "event_id": ids.event,
+                "destination_id": destinations[i % len(destinations)]["id"],
+                "status": "delivered",
+                "attempts": 1,
+                "delivered_at": db_time(ts + 0.3),
+                "latency_ms": 300,
+                "is_test": True,
+                "created_at": created,
+                "updated_at": created,
+            }
         )
         ids.event += 1
         ids.delivery += 1
@@ -920,7 +880,7 @@ def top_up(db: Path, info: dict[str, Any], now: float) -> int:
     oldest removed (their deliveries and attempts too); rollups added by the hub's own rollups.add."""
     from django.db import transaction
 
-    from deliveries import rollups
+    from deliveries.engine import rollups
     from integrations.models import Destination, Source
 
     newest = info.get("newest", info["seeded_at"] - 30)
@@ -990,7 +950,7 @@ def prepare(args: argparse.Namespace, db: Path) -> Seed:
     started = time.monotonic()
     result = seed(db, args.events, args.deliveries, now)
     print(f"  rows written in {time.monotonic() - started:.0f} s; rollups ...", flush=True)
-    from deliveries import rollups
+    from deliveries.engine import rollups
 
     t = time.monotonic()
     written = rollups.rebuild()
@@ -1020,14 +980,9 @@ def statistics_for_planner(db: Path, analyze: bool) -> None:
 
 
 def fold_schema() -> tuple[int, float]:
-    """deliveries.schema.fold() until it returns 0, when the hub has it: (events folded, seconds)."""
-    try:
-        from deliveries import schema
-    except ImportError:
-        return 0, 0.0
-    fold = getattr(schema, "fold", None)
-    if fold is None:
-        return 0, 0.0
+    """The engine's schema fold until it returns 0: (events folded, seconds)."""
+    from deliveries.engine.schema_fold import fold
+
     t = time.monotonic()
     total = 0
     while n := fold():
@@ -1061,23 +1016,13 @@ class Timing:
         return statistics.median(self.runs_ms) if self.runs_ms else float("nan")
 
 
-def url_of(name: str, args: list[Any] | None = None, query: dict[str, Any] | None = None) -> str:
-    from django.urls import NoReverseMatch, reverse
-    from django.utils.http import urlencode
-
-    try:
-        url = reverse(name, args=args or [])
-    except NoReverseMatch:
-        return ""
-    return f"{url}?{urlencode(query, doseq=True)}" if query else url
-
-
 def pages() -> list[Page]:
     """The pages to time, with ids picked from the seeded data (the busiest source and destination, ...)."""
     from django.db.models import Max
     from django.utils import timezone
 
     from deliveries.models import Delivery, Event
+    from deliveries.pages.base import optional_url as url_of  # "" for a page not built yet
     from integrations.models import Destination, Source
 
     source = Source.objects.get(slug="website")  # the busiest by construction (55% of the events)
@@ -1223,22 +1168,6 @@ def explain(sql: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------- report
 
 
-def machine_busy(seconds: float = 1.0) -> float:
-    """Cores busy over `seconds` (from /proc/stat): other work on the machine slows every page."""
-
-    def busy() -> float:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:]]
-        return (sum(fields[:8]) - fields[3] - (fields[4] if len(fields) > 4 else 0)) / os.sysconf("SC_CLK_TCK")
-
-    try:
-        before = busy()
-        time.sleep(seconds)
-        return (busy() - before) / seconds
-    except OSError:
-        return 0.0
-
-
 def db_size(db: Path) -> int:
     return sum(Path(f"{db}{s}").stat().st_size for s in ("", "-wal", "-shm") if Path(f"{db}{s}").exists())
 
@@ -1268,24 +1197,12 @@ def report(args: argparse.Namespace, seed_info: Seed, timings: list[Timing], ski
                 verdict,
             )
         )
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    print()
-    print(
+    title = (
         f"cdphub admin benchmark  ({seed_info.events:,} events, {seed_info.deliveries:,} deliveries, SQLite WAL, "
         f"django.test.Client in-process, {args.runs} runs after 1 warm-up, budget median < {args.budget:.0f} ms"
         f"{', with ANALYZE statistics' if args.analyze else ''})"
     )
-    print(line)
-    for row in [header, *rows]:
-        print(
-            "  ".join(
-                c.rjust(w) if 1 < i < 6 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-        )
-        if row is header:
-            print(line)
-    print(line)
+    print_table(title, header, rows, right=range(2, 6))
     for label in skipped:
         print(f"{label}: not built yet (no such URL name)")
     seconds = "; ".join(f"{k} {v:.1f} s" for k, v in seed_info.seconds.items())
@@ -1310,14 +1227,8 @@ def report(args: argparse.Namespace, seed_info: Seed, timings: list[Timing], ski
             for step in explain(q["sql"]):
                 print(f"      plan: {step}")
     print()
-    if problems:
-        print("!" * 78)
-        print("!! OVER BUDGET OR BROKEN:")
-        for problem in problems:
-            print(f"!!   {problem}")
-        print("!" * 78)
-    else:
-        print(f"Every page answered 200 with a median under {args.budget:.0f} ms, as a superuser and as a Marketer.")
+    fine = f"Every page answered 200 with a median under {args.budget:.0f} ms, as a superuser and as a Marketer."
+    print_problems("OVER BUDGET OR BROKEN", problems, fine)
     return problems
 
 
@@ -1346,9 +1257,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def setup_django(data_dir: Path) -> None:
-    for name in SCRUBBED_ENV:
-        if os.environ.pop(name, None):
-            print(f"note: ignoring {name} from the environment (the benchmark uses its own SQLite)")
+    note_scrubbed(remove=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ["CDPHUB_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "cdphub.settings"

@@ -28,15 +28,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import itertools
 import json
 import multiprocessing
 import os
 import shutil
-import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -50,187 +46,56 @@ from typing import Any
 
 import orjson
 import requests
+from cpu import CpuSampler, cpu_counters, wait_for_idle
+from harness import (
+    ROOT,
+    BenchError,
+    Child,
+    Run,
+    manage,
+    note_scrubbed,
+    percentile,
+    print_problems,
+    print_table,
+    start_web,
+    start_worker,
+    track_event,
+    venv_bin,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 RECEIVER = Path(__file__).resolve().parent / "receiver.py"
 WRITE_KEY = "wk_bench_deliver"
 AUTH = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
 RATIO_GOAL = 0.60
 P95_GOAL_MS = 250.0
 BATCH = 100
-# Settings that would change what is measured if inherited from the caller's shell.
-SCRUBBED_ENV = (
-    "CDPHUB_DATABASE_URL",
-    "CDPHUB_BROKER",
-    "CDPHUB_DEBUG",
-    "CDPHUB_ACCESS_LOG",
-    "DJANGO_SETTINGS_MODULE",
-    "CDPHUB_Q_SYNC",
-)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class BenchError(Exception):
-    """The benchmark itself could not run (exit status 2)."""
-
-
-# ---------------------------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def venv_bin(name: str) -> str:
-    for candidate in (ROOT / ".venv" / "bin" / name, Path(sys.executable).parent / name):
-        if candidate.exists():
-            return str(candidate)
-    raise BenchError(f"{name} not found in .venv (run `make bench`, which installs it)")
-
-
-def hub_env(data_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    env.update(
-        CDPHUB_DATA_DIR=str(data_dir),
-        CDPHUB_BIND=f"127.0.0.1:{port}",
-        CDPHUB_ALLOW_PRIVATE_URLS="1",  # as `make run`: the receiver is on loopback
-        PYTHONDONTWRITEBYTECODE="1",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run([venv_bin("python"), "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        raise BenchError(f"manage.py {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
-    return proc.stdout
-
-
-@dataclass
-class Child:
-    """A process of the hub (or the receiver) in a session of its own, its output in a file."""
-
-    name: str
-    cmd: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait_for(self, ready: Any, what: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(OSError, requests.RequestException):
-                if ready():
-                    return
-            time.sleep(0.05)
-        raise BenchError(f"{self.name}: {what} within {timeout:.0f} s:\n{self.tail()}")
-
-    def stop(self, timeout: float = 45.0) -> int | None:
-        """SIGTERM the main process (a graceful stop, as systemd KillMode=mixed), then SIGKILL what is left."""
-        if self.proc is None:
-            return None
-        code = self.proc.poll()
-        if code is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"!! {self.name} did not stop within {timeout:.0f} s of SIGTERM; SIGKILL", file=sys.stderr)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: only its orphans, if any
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        return code
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
-
-
 # ---------------------------------------------------------------------------------------------- CPU
 
 
-def cpu_counters() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of all cores since boot, from /proc/stat."""
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / CLK_TCK, (fields[7] if len(fields) > 7 else 0) / CLK_TCK
-
-
-def machine_busy(seconds: float = 1.0) -> float:
-    before = cpu_counters()[0]
-    time.sleep(seconds)
-    return (cpu_counters()[0] - before) / seconds
-
-
-class CpuMeter:
-    """CPU seconds per process group (worker, web, receiver, this benchmark) and of everything else.
-
-    Processes come and go (gunicorn's max_requests, django-q2 recycling), so /proc is sampled four times a
-    second and the last value per pid is kept."""
+class CpuMeter(CpuSampler):
+    """CPU seconds per process group (worker, web, receiver, this benchmark) and of everything else."""
 
     def __init__(self, groups: dict[str, int]) -> None:
+        super().__init__()
         self.groups = {pgid: name for name, pgid in groups.items()}
-        self.start: dict[int, float] = {}
-        self.seen: dict[int, tuple[str, float]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> dict[int, tuple[str, float]]:
-        out = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            name = self.groups.get(int(fields[2]))
-            if name:
-                out[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
-        return out
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            self.seen.update(self._sample())
+    def name_of(self, pid: int, ppid: int, pgid: int) -> str | None:
+        return self.groups.get(pgid)
 
     def __enter__(self) -> CpuMeter:
         self.busy0, self.steal0 = cpu_counters()
         self.t0 = time.monotonic()
-        self.seen = self._sample()
-        self.start = {pid: cpu for pid, (_, cpu) in self.seen.items()}
-        self._thread.start()
-        return self
+        return super().__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.seen.update(self._sample())
+        super().__exit__(*exc)
         busy, steal = cpu_counters()
         self.seconds = time.monotonic() - self.t0
         self.busy, self.steal = busy - self.busy0, steal - self.steal0
 
     def cores(self) -> dict[str, float]:
         """Average cores used per group over the measured span, plus `other` and `steal`."""
-        used: Counter[str] = Counter()
-        for pid, (name, cpu) in self.seen.items():
-            used[name] += cpu - self.start.get(pid, 0.0)
+        used = self.used()
         out = {name: used[name] / self.seconds for name in self.groups.values()}
         out["other"] = max(0.0, self.busy - self.steal - sum(used.values())) / self.seconds
         out["steal"] = self.steal / self.seconds
@@ -244,68 +109,21 @@ def describe_cores(cores: dict[str, float]) -> str:
 # ---------------------------------------------------------------------------------------------- events
 
 
-def track_event(n: int, message_id: str) -> dict[str, Any]:
-    """A typical Segment `track` call from a server-side SDK (the same shape as bench/ingest.py's)."""
-    return {
-        "type": "track",
-        "userId": f"user-{n % 5000:05d}",
-        "event": "Order Completed",
-        "messageId": message_id,
-        "properties": {"plan": "pro", "revenue": 19.99, "currency": "USD", "items": 3, "coupon": "SPRING24"},
-        "context": {
-            "library": {"name": "analytics-python", "version": "2.3.2"},
-            "ip": "203.0.113.7",
-            "locale": "en-US",
-            "userAgent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-            "page": {"path": "/pricing", "url": "https://www.example.com/pricing?ref=bench"},
-        },
-    }
-
-
 def parse_received_at(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------- the run
 
 
 @dataclass
-class Bench:
-    args: argparse.Namespace
-    data_dir: Path
+class Bench(Run):
     run_id: str = field(default_factory=lambda: os.urandom(3).hex())
-    web_port: int = field(default_factory=free_port)
     receiver: Child | None = None
     web: Child | None = None
     worker: Child | None = None
     receiver_url: str = ""
-    results: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return hub_env(self.data_dir, self.web_port)
-
-    @property
-    def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    @property
-    def db(self) -> Path:
-        return self.data_dir / "cdphub.sqlite3"
-
-    def query(self, sql: str, *params: Any) -> list[tuple]:
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
 
     def statuses(self) -> dict[str, int]:
         return dict(self.query("SELECT status, COUNT(*) FROM deliveries_delivery GROUP BY status"))
@@ -334,7 +152,7 @@ class Bench:
         if not wrk:
             self.notes.append("wrk not installed: receiver capacity not measured (apt-get install wrk)")
             return
-        body = orjson.dumps(track_event(0, "capacity") | {"receivedAt": "2025-06-01T12:00:00.000Z"}).decode()
+        body = orjson.dumps(track_event(0, messageId="capacity") | {"receivedAt": "2025-06-01T12:00:00.000Z"}).decode()
         script = self.data_dir / "receiver.lua"
         script.write_text(
             f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -375,23 +193,10 @@ class Bench:
         manage(self.env, "import_workspace", str(path))
 
     def start_web(self) -> None:
-        cmd = [
-            venv_bin("gunicorn"),
-            "-c",
-            "cdphub/gunicorn_conf.py",
-            "--control-socket",
-            str(self.data_dir / "gunicorn.ctl"),  # never replace the socket of a hub running on this machine
-        ]
-        self.web = Child("gunicorn", cmd, self.env, self.data_dir / "gunicorn.log")
-        self.web.start()
-        self.web.wait_for(lambda: requests.get(self.web_url + "/healthz", timeout=2).ok, "/healthz did not answer")
+        self.web = start_web(self.data_dir, self.env, self.web_url)
 
     def start_worker(self) -> None:
-        self.worker = Child(
-            "worker", [venv_bin("python"), "manage.py", "worker"], self.env, self.data_dir / "worker.log"
-        )
-        self.worker.start()
-        self.worker.wait_for(lambda: "cdphub worker:" in self.worker.output(), "not ready")
+        self.worker = start_worker(self.data_dir, self.env)
 
     # ---- 1. backlog
 
@@ -400,7 +205,7 @@ class Bench:
         session = requests.Session()
         started = time.monotonic()
         for first in range(0, count, BATCH):
-            batch = [track_event(i, ids[i]) for i in range(first, min(count, first + BATCH))]
+            batch = [track_event(i, messageId=ids[i]) for i in range(first, min(count, first + BATCH))]
             response = session.post(
                 self.web_url + "/v1/batch",
                 data=orjson.dumps({"batch": batch}),
@@ -552,7 +357,7 @@ class Bench:
                 try:
                     status = session.post(
                         self.web_url + "/v1/track",
-                        data=orjson.dumps(track_event(i, ids[i])),
+                        data=orjson.dumps(track_event(i, messageId=ids[i])),
                         headers=headers,
                         timeout=10,
                     ).status_code
@@ -663,20 +468,11 @@ def report(bench: Bench, workers: int) -> None:
                 "",
             )
         )
-    header = ("metric", "result", "goal", "verdict")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    line = "  ".join("-" * w for w in widths)
-    print()
-    print(
+    title = (
         f"cdphub delivery benchmark  ({bench.args.events:,} events, one webhook destination, SQLite WAL + database "
         f"broker, {workers} worker processes, {os.cpu_count()} cores)"
     )
-    print(line)
-    for row in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if row is header:
-            print(line)
-    print(line)
+    print_table(title, ("metric", "result", "goal", "verdict"), rows)
     print()
     print("CPU (cores used, averaged over the phase):")
     for name in ("floor", "engine", "latency"):
@@ -712,14 +508,11 @@ def report(bench: Bench, workers: int) -> None:
     for note in bench.notes:
         print(f"note: {note}")
     print()
-    if bench.problems:
-        print("!" * 78)
-        print("!! THE HUB MISBEHAVED:")
-        for problem in bench.problems:
-            print(f"!!   {problem}")
-        print("!" * 78)
-    else:
-        print("Correctness: every event reached the receiver exactly once; every delivery ended delivered.")
+    print_problems(
+        "THE HUB MISBEHAVED",
+        bench.problems,
+        "Correctness: every event reached the receiver exactly once; every delivery ended delivered.",
+    )
     bench.results["ratio"] = ratio
     bench.results["problems"] = bench.problems
 
@@ -750,14 +543,8 @@ def worker_count() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for name in SCRUBBED_ENV:
-        if os.environ.get(name):
-            print(f"note: ignoring {name} from the environment (the benchmark always uses a fresh SQLite)")
-    busy = machine_busy()
-    deadline = time.monotonic() + args.wait_idle
-    while busy > 0.2 and time.monotonic() < deadline:
-        print(f"machine busy ({busy:.2f} cores used by other processes); waiting ...", flush=True)
-        busy = machine_busy(2.0)
+    note_scrubbed()
+    busy = wait_for_idle(args.wait_idle)
     print(f"machine load before starting: {busy:.2f} of {os.cpu_count()} cores busy", flush=True)
     workers = worker_count()
     data_dir = Path(tempfile.mkdtemp(prefix="cdphub-bench-deliver-"))

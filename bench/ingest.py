@@ -33,117 +33,62 @@ import os
 import re
 import resource
 import shutil
-import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from cpu import CpuSampler, cpu_counters, wait_for_idle
+from harness import (
+    BenchError,
+    Child,
+    free_port,
+    hub_env,
+    manage,
+    note_scrubbed,
+    print_problems,
+    print_table,
+    query,
+    start_web,
+    track_event,
+)
+
 LUA = Path(__file__).resolve().parent / "ingest.lua"
 WRITE_KEY = "wk_bench"
 AUTH = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
 WORKSPACE = {"sources": [{"slug": "bench", "name": "Bench", "kind": "http", "write_key": WRITE_KEY}]}
 BATCH_GOAL_EVENTS_S = 10_000
 SINGLE_GOAL_RATIO = 0.50
-# Settings that would change what is measured if inherited from the caller's shell.
-SCRUBBED_ENV = ("CDPHUB_DATABASE_URL", "CDPHUB_DEBUG", "CDPHUB_ACCESS_LOG", "DJANGO_SETTINGS_MODULE")
-
-
-class BenchError(Exception):
-    """The benchmark itself could not run (exit status 2)."""
-
 
 # ---------------------------------------------------------------------------------------------- bodies
 
 
-def track_event(name: str, n: int, message_id: bool) -> dict[str, Any]:
-    """A typical Segment `track` call from a server-side SDK: about 450 bytes of JSON."""
-    event: dict[str, Any] = {
-        "type": "track",
-        "userId": f"user-{n % 5000:05d}",
-        "event": name,
-        "properties": {
-            "plan": "pro",
-            "revenue": 19.99,
-            "currency": "USD",
-            "items": 3,
-            "coupon": "SPRING24",
-        },
-        "context": {
-            "library": {"name": "analytics-python", "version": "2.3.2"},
-            "ip": "203.0.113.7",
-            "locale": "en-US",
-            "userAgent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-            "page": {"path": "/pricing", "url": "https://www.example.com/pricing?ref=bench"},
-        },
-        "timestamp": "2025-06-01T12:00:00.000Z",
-    }
+def bench_event(name: str, n: int, message_id: bool) -> dict[str, Any]:
+    """A track call as SDKs send it, with its timestamp; with `message_id`, a messageId that ingest.lua replaces
+    per request (--message-ids)."""
+    event = track_event(n, name, timestamp="2025-06-01T12:00:00.000Z")
     if message_id:
-        event["messageId"] = "@MID@"  # replaced per request by ingest.lua (--message-ids)
+        event["messageId"] = "@MID@"
     return event
 
 
 def single_body(name: str, message_id: bool) -> bytes:
     return json.dumps(
-        {**track_event(name, 1, message_id), "sentAt": "2025-06-01T12:00:01.000Z"}, separators=(",", ":")
+        {**bench_event(name, 1, message_id), "sentAt": "2025-06-01T12:00:01.000Z"}, separators=(",", ":")
     ).encode()
 
 
 def batch_body(name: str, size: int, message_id: bool) -> bytes:
-    batch = [track_event(name, i, message_id) for i in range(size)]
+    batch = [bench_event(name, i, message_id) for i in range(size)]
     return json.dumps({"batch": batch, "sentAt": "2025-06-01T12:00:01.000Z"}, separators=(",", ":")).encode()
 
 
 # ---------------------------------------------------------------------------------------------- server
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def venv_bin(name: str) -> str:
-    for candidate in (ROOT / ".venv" / "bin" / name, Path(sys.executable).parent / name):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which(name)
-    if not found:
-        raise BenchError(f"{name} not found (run `make bench`, which installs the venv)")
-    return found
-
-
-def hub_env(data_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    env.update(
-        CDPHUB_DATA_DIR=str(data_dir),
-        CDPHUB_BIND=f"127.0.0.1:{port}",
-        CDPHUB_ALLOW_PRIVATE_URLS=os.environ.get("CDPHUB_ALLOW_PRIVATE_URLS", "1"),  # as `make run`
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    return env
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    proc = subprocess.run([venv_bin("python"), "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        raise BenchError(f"manage.py {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
-
-
-def get(url: str, timeout: float = 2.0) -> int:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # loopback only
-        resp.read()
-        return resp.status
 
 
 @dataclass
@@ -151,8 +96,7 @@ class Hub:
     data_dir: Path
     port: int
     extra_args: list[str]
-    proc: subprocess.Popen | None = None
-    log_path: Path | None = None
+    web: Child | None = None
 
     @property
     def url(self) -> str:
@@ -162,6 +106,11 @@ class Hub:
     def db_path(self) -> Path:
         return self.data_dir / "cdphub.sqlite3"
 
+    @property
+    def pid(self) -> int:
+        """gunicorn's master process."""
+        return self.web.proc.pid
+
     def prepare(self) -> None:
         env = hub_env(self.data_dir, self.port)
         manage(env, "migrate", "--noinput", "-v0")
@@ -169,58 +118,19 @@ class Hub:
         workspace.write_text(json.dumps(WORKSPACE))
         manage(env, "import_workspace", str(workspace))
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.log_path = self.data_dir / "gunicorn.log"
-        log = open(self.log_path, "wb")  # noqa: SIM115 (kept open for the server's lifetime)
-        # Exactly `make run`'s server; only gunicorn's control socket moves into the temp dir, so that it
-        # cannot replace the one of a hub already running on this machine ($HOME/.gunicorn/gunicorn.ctl).
-        cmd = [
-            venv_bin("gunicorn"),
-            "-c",
-            "cdphub/gunicorn_conf.py",
-            "--control-socket",
-            str(self.data_dir / "gunicorn.ctl"),
-            *self.extra_args,
-        ]
+    def start(self) -> None:
         # Own session: a Ctrl-C on the benchmark reaches only us; we stop gunicorn ourselves.
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=hub_env(self.data_dir, self.port),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if get(self.url + "/healthz") == 200:
-                    return
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.1)
-        raise BenchError(f"/healthz did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+        self.web = start_web(self.data_dir, hub_env(self.data_dir, self.port), self.url, self.extra_args)
 
-    def stop(self, timeout: float = 45.0) -> int | None:
+    def stop(self) -> int | None:
         """SIGTERM the master (workers finish in-flight requests), wait; SIGKILL only if it hangs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            print(f"!! gunicorn did not stop within {timeout:.0f} s of SIGTERM; sending SIGKILL", file=sys.stderr)
-            self.proc.kill()
-            return self.proc.wait(10)
+        return self.web.stop() if self.web else None
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        return self.web.output() if self.web else ""
 
     def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        return self.web.tail(lines) if self.web else ""
 
 
 # ---------------------------------------------------------------------------------------------- load
@@ -295,40 +205,6 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_counters() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of all cores since boot, from /proc/stat. Steal = time the hypervisor gave
-    our virtual CPUs to someone else: it counts as busy for us but is not work on this machine."""
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    steal = fields[7] if len(fields) > 7 else 0
-    return (sum(fields[:8]) - idle) / CLK_TCK, steal / CLK_TCK
-
-
-def system_busy_s() -> float:
-    return cpu_counters()[0]
-
-
-def machine_busy(seconds: float = 1.0) -> float:
-    """Cores busy (all processes) over `seconds`: the load the benchmark would compete with."""
-    before = system_busy_s()
-    time.sleep(seconds)
-    return (system_busy_s() - before) / seconds
-
-
-def wait_for_idle(max_wait: float) -> float:
-    """Wait up to `max_wait` s for other work to calm down (< 0.2 cores busy); return the last reading."""
-    busy = machine_busy()
-    deadline = time.monotonic() + max_wait
-    while busy > 0.2 and time.monotonic() < deadline:
-        print(f"machine busy ({busy:.2f} of {os.cpu_count()} cores used by other processes); waiting ...", flush=True)
-        busy = machine_busy(2.0)
-    return busy
-
-
 def established_inodes(port: int) -> set[int]:
     """Socket inodes of the server side of established loopback TCP connections on `port`."""
     inodes = set()
@@ -360,52 +236,34 @@ def connections_of(pid: int, inodes: set[int]) -> int:
     return n
 
 
-class ServerCPU:
+class ServerCPU(CpuSampler):
     """CPU seconds used by the gunicorn master and its workers during a phase, and how the client's
     keep-alive connections are spread over the workers.
-
-    Workers come and go (max_requests recycling), so /proc is sampled a few times a second and the last
-    value seen per pid is kept; a worker's final few ms before it exits can be missed.
 
     The spread matters: a gthread worker keeps the connections it accepted, and with the GIL one worker
     uses at most one core, so a lopsided spread (say 15/1) leaves a core idle whatever the code does."""
 
+    every = 0.2
+
     def __init__(self, master_pid: int, port: int) -> None:
+        super().__init__()
         self.master = master_pid
         self.port = port
-        self.seen: dict[int, float] = {}
-        self.start: dict[int, float] = {}
         self.spreads: list[tuple[int, ...]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.ticks = 0
 
-    def _sample(self) -> dict[int, float]:
-        out = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            pid, ppid = int(entry), int(fields[1])
-            if pid == self.master or ppid == self.master:
-                out[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-        return out
+    def name_of(self, pid: int, ppid: int, pgid: int) -> str | None:
+        return "gunicorn" if self.master in (pid, ppid) else None
 
-    def _run(self) -> None:
-        ticks = 0
-        while not self._stop.wait(0.2):
-            self.seen.update(self._sample())
-            ticks += 1
-            if ticks % 5 == 0:  # once a second: connections per live worker, busiest first
-                inodes = established_inodes(self.port)
-                workers = [pid for pid in self.seen if pid != self.master and os.path.exists(f"/proc/{pid}")]
-                spread = tuple(sorted((connections_of(pid, inodes) for pid in workers), reverse=True))
-                if sum(spread):
-                    self.spreads.append(spread)
+    def tick(self) -> None:
+        super().tick()
+        self.ticks += 1
+        if self.ticks % 5 == 0:  # once a second: connections per live worker, busiest first
+            inodes = established_inodes(self.port)
+            workers = [pid for pid in self.seen if pid != self.master and os.path.exists(f"/proc/{pid}")]
+            spread = tuple(sorted((connections_of(pid, inodes) for pid in workers), reverse=True))
+            if sum(spread):
+                self.spreads.append(spread)
 
     @property
     def spread(self) -> str:
@@ -415,22 +273,9 @@ class ServerCPU:
         common = max(set(self.spreads), key=self.spreads.count)
         return "/".join(str(n) for n in common)
 
-    def __enter__(self) -> ServerCPU:
-        self.start = self._sample()
-        self.seen = dict(self.start)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-        self.seen.update(self._sample())
-
     @property
     def seconds(self) -> float:
-        return sum(v - self.start.get(pid, 0.0) for pid, v in self.seen.items())
+        return sum(self.used().values())
 
 
 def run_wrk(wrk: str, hub: Hub, phase: Phase, body_file: Path | None, args: argparse.Namespace) -> None:
@@ -579,16 +424,10 @@ def run_python_client(hub: Hub, phase: Phase, body: bytes, args: argparse.Namesp
 
 def count_rows(db_path: Path) -> tuple[dict[str, int], int]:
     """Accepted Event rows per event name, and the number of rejected rows."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        per_name = dict(
-            conn.execute(
-                "SELECT event, COUNT(*) FROM deliveries_event WHERE status = 'accepted' GROUP BY event"
-            ).fetchall()
-        )
-        rejected = conn.execute("SELECT COUNT(*) FROM deliveries_event WHERE status != 'accepted'").fetchone()[0]
-    finally:
-        conn.close()
+    per_name = dict(
+        query(db_path, "SELECT event, COUNT(*) FROM deliveries_event WHERE status = 'accepted' GROUP BY event")
+    )
+    [(rejected,)] = query(db_path, "SELECT COUNT(*) FROM deliveries_event WHERE status != 'accepted'")
     return per_name, rejected
 
 
@@ -652,25 +491,15 @@ def report(
         ("floor GET /healthz", f"{fmt(floor.ok_rps)} req/s", "", ""),
         ("single / floor", f"{ratio:.0%}", f">= {SINGLE_GOAL_RATIO:.0%} of floor", "PASS" if single_pass else "MISS"),
     ]
-    widths = [max(len(r[i]) for r in [("metric", "result", "goal", "verdict"), *rows]) for i in range(4)]
-    line = "  ".join("-" * w for w in widths)
-    print()
-    print(
+    workers, threads = os.environ.get("CDPHUB_WEB_WORKERS", "2"), os.environ.get("CDPHUB_WEB_THREADS", "4")
+    title = (
         f"cdphub ingest benchmark  ({client}, {args.threads} client threads x {args.connections} keep-alive "
         f"connections, {args.duration:g} s per phase after {args.warmup:g} s warm-up, "
-        f"{'unique messageIds' if args.message_ids else 'no messageId (hub assigns)'})"
-    )
-    workers, threads = os.environ.get("CDPHUB_WEB_WORKERS", "2"), os.environ.get("CDPHUB_WEB_THREADS", "4")
-    print(
-        f"server: gunicorn -c cdphub/gunicorn_conf.py {' '.join(args.gunicorn_arg)}".rstrip()
+        f"{'unique messageIds' if args.message_ids else 'no messageId (hub assigns)'})\n"
+        + f"server: gunicorn -c cdphub/gunicorn_conf.py {' '.join(args.gunicorn_arg)}".rstrip()
         + f"  (workers={workers}, threads={threads}, SQLite WAL)"
     )
-    print(line)
-    print("  ".join(h.ljust(w) for h, w in zip(("metric", "result", "goal", "verdict"), widths, strict=True)))
-    print(line)
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    print(line)
+    print_table(title, ("metric", "result", "goal", "verdict"), rows)
     print()
     print(
         "          req/s       ok  p50 ms  p90 ms  p99 ms  max ms | CPU (cores): hub  client  other  steal "
@@ -715,14 +544,11 @@ def report(
     for note in server_notes:
         print(note)
     print()
-    if problems:
-        print("!" * 78)
-        print("!! CORRECTNESS / ERROR PROBLEMS:")
-        for p in problems:
-            print(f"!!   {p}")
-        print("!" * 78)
-    else:
-        print("Correctness: every stored row was acknowledged, no non-2xx answers, no socket errors, no rejected rows.")
+    print_problems(
+        "CORRECTNESS / ERROR PROBLEMS",
+        problems,
+        "Correctness: every stored row was acknowledged, no non-2xx answers, no socket errors, no rejected rows.",
+    )
     return {
         "client": client,
         "batch_events_per_s": batch.events_per_s,
@@ -791,9 +617,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for name in SCRUBBED_ENV:
-        if os.environ.get(name):
-            print(f"note: ignoring {name} from the environment (the benchmark always uses a fresh SQLite)")
+    note_scrubbed()
     wrk = None if args.python_client else ensure_wrk(install=not args.no_install)
     client = "wrk" if wrk else "python client"
     busy = wait_for_idle(args.wait_idle)
@@ -812,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data dir {data_dir}; migrating and importing the bench source ...", flush=True)
         hub.prepare()
         hub.start()
-        print(f"gunicorn up on {hub.url} (pid {hub.proc.pid}) in {time.monotonic() - started:.1f} s", flush=True)
+        print(f"gunicorn up on {hub.url} (pid {hub.pid}) in {time.monotonic() - started:.1f} s", flush=True)
 
         def body_for(kind: str, label: str) -> Path:
             key = f"{kind}:{label}"
@@ -830,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         def run(phase: Phase) -> Phase:
             body = None if phase.name == "floor" else body_for(phase.name, phase.label)
             busy, steal = cpu_counters()
-            with ServerCPU(hub.proc.pid, hub.port) as server_cpu:
+            with ServerCPU(hub.pid, hub.port) as server_cpu:
                 if wrk:
                     run_wrk(wrk, hub, phase, body, args)
                 else:

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 import requests
-from deliver import BenchError, Child, free_port, hub_env, manage, percentile, venv_bin
+from harness import BenchError, Child, Run, free_port, manage, percentile, start_web, start_worker, venv_bin
 
 BATCH = 100
 P95_GOAL_MS = 250.0
@@ -75,36 +75,14 @@ def order(n: int, run: str, leads: int) -> dict[str, Any]:
 
 
 @dataclass
-class Bench:
-    args: argparse.Namespace
-    data_dir: Path
+class Bench(Run):
     run: str = field(default_factory=lambda: f"{int(time.time()) % 100000}")
-    web_port: int = field(default_factory=free_port)
     sandbox_port: int = field(default_factory=free_port)
     children: list[Child] = field(default_factory=list)
-    results: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return hub_env(self.data_dir, self.web_port)
-
-    @property
-    def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
 
     @property
     def sandbox_url(self) -> str:
         return f"http://127.0.0.1:{self.sandbox_port}"
-
-    def query(self, sql: str, *params: Any) -> list[tuple]:
-        import sqlite3
-
-        conn = sqlite3.connect(f"file:{self.data_dir / 'cdphub.sqlite3'}?mode=ro", uri=True, timeout=30)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
 
     def statuses(self, slug: str) -> dict[str, int]:
         return dict(
@@ -184,18 +162,8 @@ class Bench:
         path = self.data_dir / "workspace.json"
         path.write_text(json.dumps(workspace))
         manage(self.env, "import_workspace", str(path))
-        web = Child(
-            "gunicorn",
-            [venv_bin("gunicorn"), "-c", "cdphub/gunicorn_conf.py", "--control-socket", str(self.data_dir / "g.ctl")],
-            self.env,
-            self.data_dir / "gunicorn.log",
-        )
-        worker = Child("worker", [venv_bin("python"), "manage.py", "worker"], self.env, self.data_dir / "worker.log")
-        self.children += [web, worker]
-        web.start()
-        worker.start()
-        web.wait_for(lambda: requests.get(self.web_url + "/healthz", timeout=2).ok, "/healthz did not answer")
-        worker.wait_for(lambda: "cdphub worker:" in worker.output(), "not ready")
+        self.children.append(start_web(self.data_dir, self.env, self.web_url))
+        self.children.append(start_worker(self.data_dir, self.env))
 
     # ---- phases
 

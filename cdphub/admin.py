@@ -11,6 +11,6 @@ from django.template.response import TemplateResponse
 
 class AdminSite(admin.AdminSite):
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
-        from deliveries.dashboard import dashboard  # not at import: the site is made while apps load
+        from deliveries.pages.dashboard import dashboard  # not at import: the site is made while apps load
 
         return super().index(request, {**dashboard(request), **(extra_context or {})})

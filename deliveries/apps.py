@@ -7,6 +7,9 @@ class DeliveriesConfig(AppConfig):
     verbose_name = "Events and deliveries"
 
     def ready(self) -> None:
-        from deliveries.roles import recreate_after_flush
+        from deliveries.engine.slots import kick_resumed
+        from deliveries.pages.roles import recreate_after_flush
+        from integrations.signals import destinations_resumed
 
         post_migrate.connect(recreate_after_flush, sender=self, dispatch_uid="deliveries.marketer_group")
+        destinations_resumed.connect(kick_resumed, dispatch_uid="deliveries.kick_resumed")

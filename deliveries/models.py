@@ -4,19 +4,16 @@ from django.conf import settings
 from django.db import models
 
 from integrations.models import Destination, Source
+from integrations.spec import EVENT_TYPES
 
 
 class Event(models.Model):
     """One event as received: accepted (normalised, delivered onwards) or rejected (with the reason)."""
 
-    class Type(models.TextChoices):
-        IDENTIFY = "identify"
-        TRACK = "track"
-        PAGE = "page"
-        SCREEN = "screen"
-        GROUP = "group"
-        ALIAS = "alias"
-        INVALID = "invalid", "invalid (unreadable request)"
+    # The Segment spec's event types (IDENTIFY = "identify" …), and INVALID for a request too broken to have one.
+    Type = models.TextChoices(
+        "Type", [*((t.upper(), t) for t in EVENT_TYPES), ("INVALID", ("invalid", "invalid (unreadable request)"))]
+    )
 
     class Status(models.TextChoices):
         ACCEPTED = "accepted"

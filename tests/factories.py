@@ -1,4 +1,5 @@
-"""Rows and page readers the tests share: an accepted event, its outbox row, a changelist cell."""
+"""Rows and page readers the tests share: an accepted event (a track, or of any type), its outbox row, a changelist
+cell."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from deliveries.engine.schema_fold import KEYS_OF
 from deliveries.models import Delivery, Event
 from integrations.models import Destination, Source
 
@@ -27,6 +29,42 @@ def make_event(source: Source, received_at: datetime | None = None, **fields: An
         "properties": {"plan": "pro"},
     }
     return Event.objects.create(source=source, type="track", payload=payload, received_at=at, timestamp=at, **fields)
+
+
+def make_typed_event(
+    source: Source,
+    kind: str = "track",
+    name: str = "Order Completed",
+    keys: dict[str, Any] | None = None,
+    at: datetime | None = None,
+    status: str = "accepted",
+    save: bool = True,
+) -> Event:
+    """An event as ingest stores it: the track name in its column, page/screen names and the properties or traits
+    in the payload (unsaved with save=False, for bulk_create)."""
+    at = at or timezone.now()
+    message_id = str(uuid.uuid4())
+    payload: dict[str, Any] = {"type": kind, "messageId": message_id, "userId": "u1"}
+    if kind == "track":
+        payload["event"] = name
+    elif kind in ("page", "screen"):
+        payload["name"] = name
+    if keys is not None:
+        payload[KEYS_OF.get(kind, "properties")] = keys
+    event = Event(
+        source=source,
+        message_id=message_id,
+        type=kind,
+        event=name if kind == "track" else "",
+        user_id="u1",
+        payload=payload,
+        received_at=at,
+        timestamp=at,
+        status=status,
+    )
+    if save:
+        event.save()
+    return event
 
 
 def make_delivery(destination: Destination, event: Event, **fields: Any) -> Delivery:

@@ -17,12 +17,11 @@ from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 import pytest
 import responses
-from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from deliveries import schema
+from deliveries.engine.schema_fold import fold
 from deliveries.models import Attempt, Delivery, Event, Replay
 from integrations.forms import credential_keys
 from integrations.models import AccessToken, Destination, Source
@@ -204,7 +203,7 @@ def seed(client: Client) -> Seeded:
         processed=len(events),
     )
     replay.destinations.set(destinations)
-    schema.fold()
+    fold()
 
     credentials = [
         credential_value(d.vendor, k.name)
@@ -311,9 +310,7 @@ def seeded(client: Client) -> Seeded:
     return seed(client)
 
 
-def test_a_marketer_crawling_every_admin_page_receives_no_secret(client: Client, django_user_model, seeded: Seeded):
-    marketer = django_user_model.objects.create_user("mia", password="pw", is_staff=True)
-    marketer.groups.add(Group.objects.get(name="Marketer"))
+def test_a_marketer_crawling_every_admin_page_receives_no_secret(client: Client, marketer, seeded: Seeded):
     client.force_login(marketer)
 
     crawl = Crawl().run(client, named_pages(seeded))

@@ -1,8 +1,8 @@
-"""The "Marketer" group (see deliveries/roles.py for what it may do)."""
+"""The "Marketer" group (see deliveries/pages/roles.py for what it may do)."""
 
 from django.db import migrations
 
-from deliveries.roles import MARKETER, ensure_marketer_group
+from deliveries.pages.roles import MARKETER, ensure_marketer_group
 
 
 def create_marketer_group(apps, schema_editor):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.contrib.auth.models import Group
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
@@ -41,10 +40,8 @@ def seed(source: Source, hook: Destination) -> None:
 
 
 def test_a_marketer_watches_an_event_arrive_live_and_reads_where_it_went(
-    page: Page, live_server, django_user_model, artifacts: Path
+    page: Page, live_server, marketer, artifacts: Path
 ):
-    user = django_user_model.objects.create_user("marketer", password="correct horse", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketer"))
     website = Source.objects.create(name="Website", slug="website", write_key="wk_browser_debugger")
 
     with Receiver() as receiver:
@@ -56,8 +53,8 @@ def test_a_marketer_watches_an_event_arrive_live_and_reads_where_it_went(
 
         page.set_viewport_size({"width": 1440, "height": 900})
         page.goto(f"{live_server.url}/admin/")
-        page.fill("#id_username", "marketer")
-        page.fill("#id_password", "correct horse")
+        page.fill("#id_username", "mia")
+        page.fill("#id_password", "pw")
         page.click("input[type=submit]")
         page.goto(f"{live_server.url}/admin/deliveries/event/")
         page.locator(".object-tools").get_by_role("link", name="Debugger").click()

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from deliveries import rollups
+from deliveries.engine import rollups
 from deliveries.models import Attempt, Delivery, Event
 from integrations.models import Destination, Source
 

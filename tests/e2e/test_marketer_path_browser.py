@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.contrib.auth.models import Group
 from playwright.sync_api import Page, expect
 
 from deliveries.models import Delivery, Event, Replay
@@ -25,10 +24,8 @@ WRITE_KEY = "wk_browser_marketer_path"
 
 
 def test_a_marketer_finds_why_a_journey_did_not_fire_fixes_the_mapping_and_replays_the_event(
-    page: Page, live_server, django_user_model, artifacts: Path, start_worker
+    page: Page, live_server, marketer, artifacts: Path, start_worker
 ):
-    marketer = django_user_model.objects.create_user("mia", "mia@example.com", "correct horse", is_staff=True)
-    marketer.groups.add(Group.objects.get(name="Marketer"))
     website = Source.objects.create(name="Website", slug="website", write_key=WRITE_KEY)
 
     with Sandbox(port=0) as sandbox:
@@ -54,7 +51,7 @@ def test_a_marketer_finds_why_a_journey_did_not_fire_fixes_the_mapping_and_repla
         page.set_viewport_size({"width": 1440, "height": 900})
         page.goto(f"{live_server.url}/admin/")
         page.fill("#id_username", "mia")
-        page.fill("#id_password", "correct horse")
+        page.fill("#id_password", "pw")
         page.click("input[type=submit]")
         page.get_by_role("link", name="Debugger", exact=True).first.click()
         expect(page.locator("h1")).to_have_text("Debugger")

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 from playwright.sync_api import Page, expect
 
 from integrations.models import Destination, Source
@@ -19,10 +18,8 @@ WRITE_KEY = "wk_browser_roles_website"
 
 
 def test_a_marketer_edits_a_journeys_mapping_and_never_sees_its_credentials(
-    page: Page, live_server, django_user_model, artifacts: Path
+    page: Page, live_server, marketer, artifacts: Path
 ):
-    marketer = django_user_model.objects.create_user("mia", "mia@example.com", "correct horse", is_staff=True)
-    marketer.groups.add(Group.objects.get(name="Marketer"))
     website = Source.objects.create(name="Website", slug="website", write_key=WRITE_KEY)
     journey = Destination.objects.create(
         name="Welcome journey",
@@ -38,7 +35,7 @@ def test_a_marketer_edits_a_journeys_mapping_and_never_sees_its_credentials(
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{live_server.url}/admin/")
     page.fill("#id_username", "mia")
-    page.fill("#id_password", "correct horse")
+    page.fill("#id_password", "pw")
     page.click("input[type=submit]")
     page.goto(f"{live_server.url}/admin/integrations/destination/")
     expect(page.locator("#result_list")).to_contain_text("Welcome journey")

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
@@ -36,10 +35,8 @@ def stored_event(source: Source, name: str, minutes_ago: int) -> Event:
 
 
 def test_a_marketer_replays_a_failed_event_and_watches_it_delivered(
-    page: Page, live_server, django_user_model, artifacts: Path, receivers, start_worker
+    page: Page, live_server, marketer, artifacts: Path, receivers, start_worker
 ):
-    user = django_user_model.objects.create_user("mia", "mia@example.com", "correct horse", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketer"))
     website = Source.objects.create(name="Website", slug="website", write_key="wk_browser_replay")
     receiver = receivers()
     hook = Destination.objects.create(
@@ -65,7 +62,7 @@ def test_a_marketer_replays_a_failed_event_and_watches_it_delivered(
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(f"{live_server.url}/admin/")
     page.fill("#id_username", "mia")
-    page.fill("#id_password", "correct horse")
+    page.fill("#id_password", "pw")
     page.click("input[type=submit]")
 
     # From the Debugger's "Replay by these filters" link: failed Order Completed events of the Website.

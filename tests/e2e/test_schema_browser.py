@@ -3,7 +3,6 @@ change, the identify traits, and the link to the Debugger."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,10 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from deliveries import schema
+from deliveries.engine.schema_fold import fold
 from deliveries.models import Event
 from integrations.models import Source
+from tests.factories import make_typed_event
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -22,28 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def stored(source: Source, kind: str, name: str, keys: dict[str, Any], days_ago: int, n: int) -> None:
     """n events received `days_ago` days ago (an hour before now, so every day is in the past)."""
     at = timezone.now() - timedelta(days=days_ago, hours=1)
-    field = schema.KEYS_OF.get(kind, "properties")
-    rows = []
-    for _ in range(n):
-        message_id = str(uuid.uuid4())
-        payload = {"type": kind, "messageId": message_id, "userId": "u1", field: keys}
-        if kind == "track":
-            payload["event"] = name
-        elif kind == "page":
-            payload["name"] = name
-        rows.append(
-            Event(
-                source=source,
-                message_id=message_id,
-                type=kind,
-                event=name if kind == "track" else "",
-                user_id="u1",
-                payload=payload,
-                received_at=at,
-                timestamp=at,
-            )
-        )
-    Event.objects.bulk_create(rows)
+    Event.objects.bulk_create(make_typed_event(source, kind, name, keys, at, save=False) for _ in range(n))
 
 
 def seed(source: Source) -> None:
@@ -58,7 +37,7 @@ def seed(source: Source) -> None:
     stored(source, "track", "Order Completed", {"order_id": "A-2", "total": "49.50"}, 0, 6)
     stored(source, "identify", "", {"email": "b@example.com", "age": 31}, 1, 4)
     stored(source, "group", "", {"name": "Acme", "employees": 120}, 2, 3)
-    schema.fold()
+    fold()
 
 
 def test_a_marketer_reads_a_sources_schema_and_spots_a_type_change(

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 from django_q.cluster import Cluster
 
-from deliveries.engine import sweep
+from deliveries.engine.sweep import sweep
 
 log = logging.getLogger("cdphub.worker")
 

@@ -50,8 +50,6 @@
   const panelBody = document.getElementById("panel-body");
   let newest = Number(root.dataset.newest || 0);
   let live = root.dataset.live === "1";
-  let timer = null;
-  let busy = false;
 
   function showState() {
     if (!toggle) return;
@@ -64,28 +62,9 @@
       : "Paused: new events are not shown until you go live again.";
   }
 
-  function schedule() {
-    clearTimeout(timer);
-    if (live) timer = setTimeout(poll, POLL_MS);
-  }
-
-  async function poll() {
-    if (!live || busy) return;
-    busy = true;
-    try {
-      const query = root.dataset.feedQuery;
-      const url = `${root.dataset.feedUrl}?${query ? query + "&" : ""}after=${newest}`;
-      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (response.ok) {
-        const data = await response.json();
-        if (live) addRows(data);
-      }
-    } catch (error) {
-      // A dropped connection: try again on the next tick.
-    } finally {
-      busy = false;
-      schedule();
-    }
+  function feedUrl() {
+    const query = root.dataset.feedQuery;
+    return `${root.dataset.feedUrl}?${query ? query + "&" : ""}after=${newest}`;
   }
 
   function addRows(data) {
@@ -110,13 +89,14 @@
   }
 
   if (toggle) {
+    // A dropped connection or an error: asked again on the next tick.
+    const feed = window.cdphubPages.poll(feedUrl, (data) => { if (live) addRows(data); }, { every: POLL_MS });
     toggle.addEventListener("click", () => {
       live = !live;
       showState();
-      if (live) poll(); else clearTimeout(timer);
+      if (live) feed.now(); else feed.stop();
     });
     showState();
-    schedule();
   }
 
   // Selection for Replay.

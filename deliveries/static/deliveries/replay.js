@@ -43,21 +43,12 @@
       root.dataset.status = state.status;
       root.dataset.done = state.done ? "1" : "0";
     };
-    let delay = 1000;
-    const tick = () => {
-      fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
-        .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
-        .then((state) => {
-          show(state);
-          delay = 1000;
-          if (!state.done) window.setTimeout(tick, document.hidden ? 5000 : delay);
-        })
-        .catch(() => {
-          delay = Math.min(delay * 2, 15000); // the server restarting: try again, less often
-          window.setTimeout(tick, delay);
-        });
-    };
-    if (root.dataset.done !== "1") window.setTimeout(tick, 500);
+    // Every second (every 5 while the tab is hidden) until done; while the server restarts, less and less often.
+    if (root.dataset.done !== "1") {
+      window.cdphubPages.poll(url, (state) => { show(state); return !state.done; }, {
+        first: 500, every: 1000, hiddenEvery: 5000, backoff: 15000,
+      });
+    }
   }
 
   document.addEventListener("DOMContentLoaded", () => {

@@ -140,32 +140,31 @@
     show(pager, button.classList.contains("pager-next") ? index + 1 : index - 1);
   });
 
-  function poll(panel, started) {
+  // A test send's panel follows its result until the delivery is done, for two minutes at most.
+  function follow(panel) {
     if (!panel || panel.dataset.done !== "0") return;
-    if (Date.now() - started > 120000) {
-      panel.querySelector(".sending").textContent = "Still sending after 2 minutes: is a worker running? Reload to look again.";
-      return;
-    }
-    setTimeout(function () {
-      fetch(panel.dataset.resultUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (response) { return response.ok ? response.json() : null; })
-        .then(function (data) {
-          if (!data) return poll(panel, started);
-          const holder = document.createElement("div");
-          holder.innerHTML = data.html;
-          const fresh = holder.firstElementChild;
-          panel.replaceWith(fresh);
-          setUpPagers(fresh);
-          poll(fresh, started);
-        })
-        .catch(function () { poll(panel, started); });
-    }, 600);
+    let current = panel;
+    const poller = window.cdphubPages.poll(panel.dataset.resultUrl, function (data) {
+      const holder = document.createElement("div");
+      holder.innerHTML = data.html;
+      const fresh = holder.firstElementChild;
+      current.replaceWith(fresh);
+      current = fresh;
+      setUpPagers(fresh);
+      if (fresh.dataset.done === "0") return true;
+      clearTimeout(giveUp);
+      return false;
+    }, { every: 600 });
+    const giveUp = setTimeout(function () {
+      poller.stop();
+      current.querySelector(".sending").textContent = "Still sending after 2 minutes: is a worker running? Reload to look again.";
+    }, 120000);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
     setUpBuilder();
     setUpSourceDefault();
     setUpPagers(document);
-    poll($("tester-sent"), Date.now());
+    follow($("tester-sent"));
   });
 })();

@@ -1,0 +1,157 @@
+"""`POST /v1/webhooks/<write key>`: a tool's webhook (Customer.io, Stripe, Zendesk, any JSON) through its source
+function into the Tracking API's ingest path.
+
+Only what must happen before answering happens here: read, verify, map and store (dedupe, routing, outbox).
+Delivery runs in the worker, so the tool gets its 2xx in milliseconds (Customer.io gives up after 4 s and holds
+later webhooks back behind a failing one). A refused request is stored as a rejected event with the reason, so
+the Debugger shows it, and the source page shows the last request's result.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from deliveries.ingest.lookups import forget, source_for_write_key
+from deliveries.ingest.normalisation import EventError, Rejection, normalise, rejection_for
+from deliveries.ingest.store import store
+from deliveries.ingest.tracking import RequestError, error_response, json_response
+from integrations.models import Source
+from integrations.webhooks import FUNCTIONS, Incoming, SourceFunction, WebhookError
+
+log = logging.getLogger("cdphub.webhooks")
+
+MAX_WEBHOOK_BYTES = 512 * 1024
+EXCERPT_BYTES = 4096
+LAST_BODY_BYTES = 64 * 1024
+
+
+@csrf_exempt
+def webhook_view(request: HttpRequest, write_key: str) -> HttpResponse:
+    if request.method != "POST":
+        return error_response(RequestError(405, "method_not_allowed", "Use POST."))
+    now = timezone.now()
+    received_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    try:
+        source = webhook_source(write_key)
+    except RequestError as exc:
+        return error_response(exc)
+    body = b""
+    try:
+        body = read_webhook_body(request)
+        function = FUNCTIONS[source.kind](source.config, source.settings)
+        incoming = Incoming(body, request.headers, parse_webhook_json(body), received_at)
+        if function.verifies:
+            function.verify(incoming)
+        response = _ingest(source, function, incoming)
+    except Exception as exc:
+        if isinstance(exc, RequestError):
+            error = exc
+        elif isinstance(exc, WebhookError):
+            error = RequestError(exc.status, exc.code, exc.message)
+        else:  # a bug in a source function: the tool retries a 500, and the Debugger shows the request
+            log.exception("the %s source function failed on a request to source %s", source.kind, source.pk)
+            error = RequestError(500, "internal_error", f"cdphub could not read this webhook ({type(exc).__name__}).")
+        excerpt = body[:EXCERPT_BYTES].decode(errors="replace")
+        store(source, [], [rejection_for(excerpt, EventError(error.code, error.message))], received_at)
+        response = error_response(error)
+    remember_result(source, response, received_at, body)
+    return response
+
+
+def webhook_source(write_key: str) -> Source:
+    source = source_for_write_key(write_key)
+    if source is None:
+        raise RequestError(404, "invalid_write_key", "No source has this write key: copy the webhook URL again.")
+    if not source.enabled:
+        raise RequestError(403, "source_disabled", "The source with this write key is disabled.")
+    if source.kind not in FUNCTIONS:
+        raise RequestError(
+            400,
+            "not_a_webhook_source",
+            f"This is a {source.get_kind_display()} source: send events to /v1/track, /v1/batch …, or change "
+            "the source's kind to the tool that posts the webhook.",
+        )
+    return source
+
+
+def read_webhook_body(request: HttpRequest) -> bytes:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    too_large = RequestError(413, "payload_too_large", "The webhook body is over the 512 KB limit.")
+    if length > MAX_WEBHOOK_BYTES:
+        raise too_large
+    body = request.read(MAX_WEBHOOK_BYTES + 1)
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise too_large
+    return body
+
+
+def parse_webhook_json(body: bytes) -> Any:
+    if not body.strip():
+        raise RequestError(400, "invalid_json", "The body is empty: the webhook must post JSON.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+
+
+def map_webhook(function: SourceFunction, incoming: Incoming) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    """The events a request makes, normalised as the Tracking API does, and the ones it refuses."""
+    payloads, rejections = [], []
+    for index, item in enumerate(function.events(incoming)):
+        try:
+            payloads.append(normalise(item, item.get("type"), incoming.received_at))
+        except EventError as exc:
+            rejections.append(rejection_for(item, exc, index))
+    return payloads, rejections
+
+
+def _ingest(source: Source, function: SourceFunction, incoming: Incoming) -> HttpResponse:
+    payloads, rejections = map_webhook(function, incoming)
+    try:
+        result = store(source, payloads, rejections, incoming.received_at)
+    except IntegrityError:  # the source was deleted by another process while this one remembered it
+        forget()
+        result = store(webhook_source(source.write_key), payloads, rejections, incoming.received_at)
+    body: dict[str, Any] = {"success": bool(payloads), "events": len(result.accepted)}
+    if result.duplicates:
+        body["duplicates"] = result.duplicates
+    if rejections:
+        body["rejected"] = [r.as_json() for r in rejections]
+    if not payloads:
+        body.update(code="invalid_events", message="None of the webhook's events could be accepted.")
+        return json_response(body, 400)
+    return json_response(body)
+
+
+def remember_result(source: Source, response: HttpResponse, at: datetime, body: bytes) -> None:
+    """What the source page shows as the last request: its time, status, a one-line result, and the start of
+    the body (Try a payload starts from it, so a marketer tests a mapping on what the tool really sends)."""
+    try:
+        data = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        data = {}
+    if response.status_code == 200:
+        result = f"{data.get('events', 0)} event(s) stored"
+        if data.get("duplicates"):
+            result += f", {data['duplicates']} duplicate(s) already stored"
+        if data.get("rejected"):
+            result += f", {len(data['rejected'])} refused: {data['rejected'][0]['reason']}"
+    else:
+        result = f"{data.get('code', 'error')}: {data.get('message', '')}"
+    Source.objects.filter(pk=source.pk).update(
+        last_request_at=at,
+        last_request_status=response.status_code,
+        last_request_result=result[:1000],
+        last_request_body=body[:LAST_BODY_BYTES].decode(errors="replace"),
+    )
