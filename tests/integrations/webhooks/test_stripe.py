@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.utils.datastructures import CaseInsensitiveMapping
 
-from deliveries.ingest import normalise
+from deliveries.ingest.normalisation import normalise
 from integrations.webhooks.base import Incoming, WebhookError
 from integrations.webhooks.stripe import Stripe
 
