@@ -1,5 +1,6 @@
 """The Zendesk fake over real HTTP: tickets and their idempotency keys, end users created then updated, API-token
-auth, Zendesk's error shapes, faults and limits, the reads and controls; and the real vendor against it."""
+auth, Zendesk's error shapes, faults and limits, the reads and controls; and the real vendor against it, as the
+tests configure it and as the demo workspace does."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from integrations.management.commands.try_it import IDENTIFY, SANDBOX
 from integrations.sandbox import Sandbox
 from integrations.vendors.zendesk import Zendesk
 from tests.vendor_kit import fixture
@@ -381,3 +384,18 @@ def test_the_vendor_reads_the_fakes_refusals_as_setup_errors(base: str, token: s
     assert (result.outcome, result.error_code) == ("failed", code)
     assert code in Zendesk.setup_errors
     assert result.hint == Zendesk.hints[code]
+
+
+def test_the_demo_workspaces_zendesk_destinations_deliver_to_the_sandboxs_default_account(sb: Sandbox) -> None:
+    demo = json.loads((Path(__file__).resolve().parents[2] / "cdphub" / "demo_workspace.json").read_text())
+    entries = {entry["config"]["action"]: entry for entry in demo["destinations"] if entry["vendor"] == "zendesk"}
+    events = {"ticket": track(), "user": {"type": "identify", **IDENTIFY}}  # what `make run` prints for identify
+
+    for action, entry in entries.items():
+        config = {**entry["config"], "base_url": entry["config"]["base_url"].replace(SANDBOX, sb.url)}
+        [result] = Zendesk(config, entry["credentials"], entry.get("mapping")).deliver([events[action]])
+        assert result.outcome == "delivered", (action, result.error_message)
+
+    assert sorted(entries) == ["ticket", "user"]
+    assert [user["email"] for user in sb.zendesk_users()] == ["ada@example.com"]  # the requester, then updated
+    assert len(sb.zendesk_tickets()) == 1
