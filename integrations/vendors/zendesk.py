@@ -16,7 +16,7 @@ import orjson
 import requests
 
 from integrations.mapping import MappingError, apply_mapping
-from integrations.vendors.contract import DeliveryError, Result, Vendor
+from integrations.vendors.contract import DeliveryError, Result, Vendor, hints_beside
 from integrations.vendors.http import describe_response, retry_after_seconds
 
 PATHS = {"ticket": "/api/v2/tickets", "user": "/api/v2/users/create_or_update"}
@@ -31,42 +31,12 @@ ENUMS = {"priority": {"urgent", "high", "normal", "low"}, "type": {"problem", "i
 # Zendesk's own client waits this long on a 429 without Retry-After:
 # https://github.com/zendesk/zendesk_api_client_rb/blob/main/lib/zendesk_api/middleware/request/retry.rb
 THROTTLE_WAIT = 10.0
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 SETUP_CODES = {401: "invalid_credentials", 403: "permission_denied", 404: "wrong_subdomain"}  # settings to fix
 STATUS_CODES = {**SETUP_CODES, 409: "conflict", 413: "too_large", 422: "invalid_record", 429: "rate_limited"}
 
-TEMPORARY = "Nothing to do: cdphub retries by itself; if it lasts for hours, check status.zendesk.com."
-HINTS: dict[str, str] = {
-    **dict.fromkeys(("timeout", "connection_error", "dns_unavailable", "http_408"), TEMPORARY),
-    "invalid_credentials": (
-        "Set email to an active agent's or admin's sign-in address and api_token to one of the tokens in Admin "
-        "Center → Apps and integrations → APIs → Zendesk API."
-    ),
-    "permission_denied": (
-        "Use an admin's email and API token: this user may not do it (updating users needs an admin, or an agent "
-        "whose role can manage end users)."
-    ),
-    "wrong_subdomain": "Set config.subdomain to the part before .zendesk.com of your agent URL (acme).",
-    "dns_error": "Check config.subdomain (or base_url) for a typo: no such host exists.",
-    "invalid_record": "Change the mapping, or the event, so that the field Zendesk names gets a valid value.",
-    "too_large": "Map fewer or shorter properties into the ticket's comment: it is over Zendesk's limit.",
-    "bad_request": "Fix the mapping or the setting that Zendesk's message names.",
-    "idempotency_conflict": (
-        "A ticket was already made from a different body for this event: find it in Zendesk by the event's "
-        "messageId (its external_id) before you send the event again."
-    ),
-    "rate_limited": "Lower this destination's rate limit if this is frequent: the account's API limit is shared.",
-    "conflict": "Nothing to do: cdphub retries; set this destination's concurrency to 1 if it keeps happening.",
-    "missing_email": (
-        "Send the requester's email in properties.email or context.traits.email, point "
-        "mapping.ticket.requester.email at it, or leave requester out to make the API user the requester."
-    ),
-    "missing_identity": "Send traits.email or a userId, or change mapping.user.email and mapping.user.external_id.",
-    "invalid_mapping": "Fix the mapping expression the message names so that it works on events like this one.",
-    "not_for_vendor": (
-        'Set config.action to "ticket" for track events or "user" for identify events, or filter this destination '
-        "to the events its action takes."
-    ),
-}
+# Error code -> what the marketer should do; "http_5xx" covers every server error.
+HINTS = hints_beside(__file__, "zendesk.json")
 
 TICKET: dict[str, Any] = {
     "subject": "event",
@@ -132,13 +102,21 @@ class ZendeskCredentials:
         return problems
 
 
+def action_of(config: Any) -> str:
+    """config.action as a class method sees it: before the config is parsed, so possibly not a dict."""
+    return config.get("action", "ticket") if isinstance(config, dict) else "ticket"
+
+
+def refusal(code: str, message: str) -> DeliveryError:
+    """An event that cannot be sent as it is: it fails before any call, with the hint for its code."""
+    return DeliveryError(message, code=code, hint=HINTS[code])
+
+
 def mapping_problems(mapping: Any, action: str) -> list[str]:
     """A Zendesk mapping is the request body: {"ticket": {...}} and/or {"user": {...}} of JMESPath expressions."""
     if not isinstance(mapping, dict) or action not in PATHS:
         return []
-    problems = [
-        f"mapping.{key}: unknown (a Zendesk mapping has ticket and user)" for key in mapping if key not in PATHS
-    ]
+    problems = [f"mapping.{k}: unknown (a Zendesk mapping has ticket and user)" for k in mapping if k not in PATHS]
     if not isinstance(mapping.get(action), dict):
         problems.append(f'mapping.{action}: required when config.action is "{action}": an object of field → expression')
     if isinstance(mapping.get("user"), dict) and "role" in mapping["user"]:
@@ -176,27 +154,26 @@ class Zendesk(Vendor):
 
     def __init__(self, config: dict[str, Any], credentials: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         super().__init__(config, credentials, *args, **kwargs)
-        problems = mapping_problems(self.mapping, self.config.action)
-        if problems:
+        if problems := mapping_problems(self.mapping, self.config.action):
             raise DeliveryError(
                 "The destination's settings are invalid: " + "; ".join(problems), code="invalid_settings"
             )
 
     @classmethod
     def validate(cls, config: Any, credentials: Any, mapping: Any = None) -> list[str]:
-        action = config.get("action", "ticket") if isinstance(config, dict) else "ticket"
-        return super().validate(config, credentials, mapping) + (mapping_problems(mapping, action) if mapping else [])
+        problems = mapping_problems(mapping, action_of(config)) if mapping else []
+        return super().validate(config, credentials, mapping) + problems
 
     @classmethod
     def skip_reason(cls, config: dict[str, Any], event: dict[str, Any]) -> str:
-        action = config.get("action", "ticket") if isinstance(config, dict) else "ticket"
+        action = action_of(config)
         wanted, kind = TAKES.get(action), event.get("type")
         if wanted is None or kind == wanted:
             return ""  # a bad action is refused when the destination is built
         return f'config.action "{action}" sends {wanted} events to Zendesk, not {kind} events'
 
     def hint(self, code: str) -> str:
-        return self.hints.get(code) or (TEMPORARY if code.startswith("http_5") else "")
+        return self.hints.get(code) or (self.hints["http_5xx"] if code.startswith("http_5") else "")
 
     def secret_values(self) -> list[str]:
         return [*super().secret_values(), self.basic_token()]  # the header's base64 too, should anyone echo it
@@ -212,8 +189,7 @@ class Zendesk(Vendor):
         try:
             mapped = apply_mapping(self.mapping[action], event)
         except (jmespath.exceptions.JMESPathError, MappingError) as exc:
-            message = f"The mapping failed on this event: {exc}"
-            raise DeliveryError(message, code="invalid_mapping", hint=HINTS["invalid_mapping"]) from None
+            raise refusal("invalid_mapping", f"The mapping failed on this event: {exc}") from None
         fields = without_nulls(mapped) if isinstance(mapped, dict) else {}
         return {action: self.ticket(fields) if action == "ticket" else self.user(fields)}
 
@@ -236,7 +212,7 @@ class Zendesk(Vendor):
             email = requester.get("email")
             if not isinstance(email, str) or not email.strip():
                 message = "The event has no email for the ticket's requester (mapping.ticket.requester.email is empty)."
-                raise DeliveryError(message, code="missing_email", hint=HINTS["missing_email"])
+                raise refusal("missing_email", message)
             # A new requester needs a name; a known one is left as it is, whatever name is sent:
             # https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/
             ticket["requester"] = {**requester, "name": requester.get("name") or email.split("@")[0]}
@@ -249,7 +225,7 @@ class Zendesk(Vendor):
             user.pop("name", None)
         if not any(str(user.get(key) or "").strip() for key in ("email", "external_id")):
             message = "The identify has no email and no external_id (userId) to find or create the Zendesk user by."
-            raise DeliveryError(message, code="missing_identity", hint=HINTS["missing_identity"])
+            raise refusal("missing_identity", message)
         return user
 
     def idempotency_key(self, event: dict[str, Any]) -> str:
@@ -263,14 +239,10 @@ class Zendesk(Vendor):
     def request_for(self, event: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
         """The URL, headers and body of the event's call; DeliveryError when it cannot be sent."""
         action = self.config.action
-        reason = self.skip_reason({"action": action}, event)
-        if reason:
-            raise DeliveryError(
-                f"The event is not sent: {reason}.", code="not_for_vendor", hint=HINTS["not_for_vendor"]
-            )
+        if reason := self.skip_reason({"action": action}, event):
+            raise refusal("not_for_vendor", f"The event is not sent: {reason}.")
         body = self.map_event(event)
-        headers = {"Authorization": f"Basic {self.basic_token()}", "Content-Type": "application/json"}
-        headers["Accept"] = "application/json"
+        headers = {"Authorization": f"Basic {self.basic_token()}", **JSON_HEADERS}
         if action == "ticket":
             headers["Idempotency-Key"] = self.idempotency_key(event)
         return self.config.base + PATHS[action], headers, body
@@ -283,8 +255,7 @@ class Zendesk(Vendor):
             url, headers, body = self.request_for(event)
         except DeliveryError as error:
             return error.result([])
-        data = orjson.dumps(body)
-        [result] = self.send([event], lambda: self.http.request("POST", url, data=data, headers=headers))
+        [result] = self.send([event], lambda: self.http.request("POST", url, data=orjson.dumps(body), headers=headers))
         result.hint = result.hint or self.hint(result.error_code)  # timeouts and connection errors too
         return result
 
