@@ -49,9 +49,9 @@ class Vendor:
     setup_errors: ClassVar[frozenset[str]] = frozenset({"invalid_settings", "invalid_url", "private_address"})
     default_rate_limit: ClassVar[tuple[int, float]] = (50, 1.0)  # requests per seconds
     default_concurrency: ClassVar[int] = 4
-    # Sending an event again has a consequence beyond the data (an SFMC journey admits the contact once more):
-    # replays ask the marketer to confirm.
-    reenters_contacts: ClassVar[bool] = False
+    # What sending an event again does there beyond the data (an SFMC journey admits the contact once more), as
+    # the end of a sentence; replays of such a destination ask the marketer to confirm. Empty: nothing.
+    replay_warning: ClassVar[str] = ""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # name -> {"label", "filter", "mapping"}: admin form buttons
     hints: ClassVar[dict[str, str]] = {}  # error code -> what the marketer should do about it
 

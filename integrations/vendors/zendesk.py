@@ -146,6 +146,8 @@ class Zendesk(Vendor):
     }
     hints = HINTS
     setup_errors = Vendor.setup_errors | set(SETUP_CODES.values())
+    # Zendesk remembers an Idempotency-Key for about 2 hours only.
+    replay_warning = "a track event sent again more than about 2 hours after its first ticket opens a second ticket"
     # Create or Update User takes 1 call a second per account (and 5 a minute per user); plans allow 10 (Essential)
     # to 700 calls a minute in all: https://developer.zendesk.com/api-reference/introduction/rate-limits/
     # One a second keeps identify inside that, and tickets under a Team plan's 200 a minute.

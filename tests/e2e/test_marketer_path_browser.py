@@ -130,7 +130,7 @@ def test_a_marketer_finds_why_a_journey_did_not_fire_fixes_the_mapping_and_repla
             f"{live_server.url}/admin/deliveries/replay/add/?destination={journey.pk}&delivery_status=failed"
             f"&source={website.pk}"
         )
-        page.get_by_label("I understand: replaying re-enters these contacts into the journey").check()
+        page.get_by_label("I understand what sending these events again does").check()
         page.get_by_role("button", name="Count").click()
         expect(page.locator("tr.replay-count td.to-send")).to_have_text("1")
         page.screenshot(path=artifacts / "path-6-replay-count.png", full_page=True)

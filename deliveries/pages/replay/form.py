@@ -1,5 +1,5 @@
 """The replay form: events by a Debugger selection or a filter, the destinations, and whether to send what was
-delivered already (and, for a journey, the confirmation that contacts re-enter it)."""
+delivered already, and the marketer's confirmation where sending again has a consequence (a journey's emails)."""
 
 from __future__ import annotations
 
@@ -53,9 +53,7 @@ class ReplayForm(forms.Form):
         error_messages={"required": "Choose at least one destination."},
     )
     include_delivered = forms.BooleanField(required=False, label="Also send events already delivered")
-    confirm_journey = forms.BooleanField(
-        required=False, label="I understand: replaying re-enters these contacts into the journey"
-    )
+    confirm_resend = forms.BooleanField(required=False, label="I understand what sending these events again does")
 
     def clean_events(self) -> list[int] | None:
         text = self.cleaned_data.get("events") or ""
@@ -74,13 +72,11 @@ class ReplayForm(forms.Form):
         since, until = data.get("since"), data.get("until")
         if since and until and since >= until:
             self.add_error("until", "The end of the time range must come after its start.")
-        journeys = [d.name for d in data.get("destinations") or [] if d.vendor_class.reenters_contacts]
-        if journeys and not data.get("confirm_journey"):
-            self.add_error(
-                "confirm_journey",
-                f"{', '.join(journeys)} is a journey: replaying re-enters these contacts into it. "
-                "Tick the box to confirm.",
-            )
+        warned = [d for d in data.get("destinations") or [] if d.vendor_class.replay_warning]
+        if warned and not data.get("confirm_resend"):
+            for destination in warned:
+                self.add_error("confirm_resend", f"{destination.name}: {destination.vendor_class.replay_warning}.")
+            self.add_error("confirm_resend", "Tick the box to confirm.")
         return data
 
     def criteria(self) -> dict[str, Any]:

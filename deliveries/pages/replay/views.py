@@ -92,7 +92,11 @@ class ReplayAdmin(admin.ModelAdmin):
             "window": WINDOW,
             "estimates": any(count.estimated or count.dropped_estimated for count in counts),
             "any_status": form.is_bound and form.is_valid() and delivery_status(form.criteria()) == "any",
-            "journey_ids": [d.pk for d in form.fields["destinations"].queryset if d.vendor_class.reenters_contacts],
+            "warnings": [
+                (d.pk, d.name, d.vendor_class.replay_warning)
+                for d in form.fields["destinations"].queryset
+                if d.vendor_class.replay_warning
+            ],
             "filter_url": reverse("admin:deliveries_replay_add"),
             "time_zone": timezone.get_current_timezone_name(),
             "filter_fields": [form[name] for name in ("source", "since", "until", "type", "event", "delivery_status")],

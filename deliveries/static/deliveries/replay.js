@@ -1,14 +1,17 @@
-// Replay: the journey confirmation shows when a journey is ticked; the progress page polls its counts until done.
+// Replay: the confirmation shows, with each warning, when a destination where sending again has a consequence is
+// ticked (an SFMC journey's emails); the progress page polls its counts until done.
 (function () {
   "use strict";
 
-  function journeyConfirmation(form) {
-    const journeys = (form.dataset.journeys || "").split(",").filter(Boolean);
-    const row = form.querySelector(".replay-journey");
+  function resendConfirmation(form) {
+    const row = form.querySelector(".replay-confirm");
     if (!row) return;
+    const warnings = Array.from(row.querySelectorAll("li[data-destination]"));
     const boxes = form.querySelectorAll('input[name="destinations"]');
     const update = () => {
-      row.hidden = !Array.from(boxes).some((box) => box.checked && journeys.includes(box.value));
+      const ticked = new Set(Array.from(boxes).filter((box) => box.checked).map((box) => box.value));
+      warnings.forEach((item) => { item.hidden = !ticked.has(item.dataset.destination); });
+      row.hidden = !warnings.some((item) => !item.hidden);
     };
     boxes.forEach((box) => box.addEventListener("change", update));
     update();
@@ -53,7 +56,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     const form = document.getElementById("replay-form");
-    if (form) journeyConfirmation(form);
+    if (form) resendConfirmation(form);
     const progress = document.querySelector(".replay-progress[data-progress-url]");
     if (progress) poll(progress);
   });

@@ -39,7 +39,7 @@ class SfmcJourney(Sfmc):
     label = "Salesforce Marketing Cloud journey"
     kind = "journey"
     config_class = SfmcJourneyConfig
-    reenters_contacts = True
+    replay_warning = "a replay admits these contacts into the journey again, which can send its emails a second time"
     max_batch = 100  # the async route's limit
     calls_per_batch = 2  # the call, and once more after a 401
     mapping_shape = {

@@ -334,10 +334,10 @@ def test_a_journey_needs_the_confirmation_that_contacts_enter_it_again(admin_cli
     data = {"events": str(event.pk), "destinations": [destination.pk], "replay": "Replay"}
     response = admin_client.post(ADD, data)
     assert response.status_code == 200
-    assert "re-enters these contacts" in response.content.decode()
-    assert response.context["form"].errors["confirm_journey"]
+    assert "admits these contacts into the journey again" in response.content.decode()
+    assert response.context["form"].errors["confirm_resend"]
     assert not Replay.objects.exists()
-    counted = {"events": str(event.pk), "destinations": [destination.pk], "action": "Count", "confirm_journey": "on"}
+    counted = {"events": str(event.pk), "destinations": [destination.pk], "action": "Count", "confirm_resend": "on"}
     response = admin_client.post(ADD, counted)
     assert response.status_code == 200
     assert not response.context["form"].errors
