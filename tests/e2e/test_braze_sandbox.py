@@ -15,14 +15,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from deliveries.models import Attempt, Delivery
 from integrations.models import Destination, Source
 from integrations.sandbox import Sandbox
 from integrations.vendors.braze import HINTS
-from tests.conftest import basic_auth
 from tests.e2e.conftest import Worker, statuses, wait_until
+from tests.e2e.test_vendor_sandbox import post, settled  # the Tracking API call and the wait they share
 
 pytestmark = pytest.mark.e2e
 
@@ -52,13 +51,6 @@ def braze(source: Source, sb: Sandbox, api_key: str = KEY, slug: str = "braze") 
     )
     destination.sources.add(source)
     return destination
-
-
-def post(source: Source, batch: list[dict[str, Any]]) -> None:
-    response = Client().post(
-        "/v1/batch", {"batch": batch}, content_type="application/json", HTTP_AUTHORIZATION=basic_auth(source.write_key)
-    )
-    assert response.status_code == 200, response.content
 
 
 def identify(n: int, email: str | None = None, user: str | None = None) -> dict[str, Any]:
@@ -100,11 +92,6 @@ def objects_in(entry: dict[str, Any]) -> int:
 
 def delivered(destination: Destination, count: int) -> bool:
     return statuses(destination).get("delivered") == count
-
-
-def settled(destination: Destination, count: int) -> bool:
-    counts = statuses(destination)
-    return counts.get("delivered", 0) + counts.get("failed", 0) == count
 
 
 def test_identifies_tracks_and_an_order_arrive_as_attributes_events_and_purchases_in_few_requests(
