@@ -48,6 +48,7 @@ SECTIONS = {"attributes": dict, "custom_attributes": (str, dict), "event": dict,
 OBJECT_ERRORS = {"blacklisted": "blocked_external_id", "braze_id": "missing_identifier", "email": "invalid_email"}
 BAD_REQUESTS = {"valid data must be provided": "invalid_data", "max input length": "too_many_objects"}
 STATUS_CODES = {401: "invalid_api_key", 403: "access_denied", 404: "wrong_endpoint", 413: "payload_too_large"}
+TAKES_ONLY = "Braze takes identify and track events only, not {} events"
 KEY_PROBLEM = "api_key: required: paste the REST API key alone, without quotes or spaces"
 
 
@@ -151,7 +152,7 @@ class Braze(Vendor):
     @classmethod
     def skip_reason(cls, config: dict[str, Any], event: dict[str, Any]) -> str:
         if (kind := event.get("type")) not in ("identify", "track"):
-            return f"Braze takes identify and track events only, not {kind} events"
+            return TAKES_ONLY.format(kind)
         if user_id(event) or (isinstance(config, dict) and config.get("anonymous_alias_label")):
             return ""
         return "the event has no userId: set config.anonymous_alias_label to send anonymous users to Braze as aliases"
@@ -170,7 +171,7 @@ class Braze(Vendor):
         """(array, object) for each Braze object the event becomes."""
         kind, properties = event.get("type"), event.get("properties")
         if kind not in ("identify", "track"):
-            raise self.fail("not_for_vendor", f"Braze takes identify and track events only, not {kind} events.")
+            raise self.fail("not_for_vendor", TAKES_ONLY.format(kind) + ".")
         who = self.identity(event)
         products = properties.get("products") if isinstance(properties, dict) else None
         if kind == "identify":
