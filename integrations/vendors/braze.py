@@ -4,11 +4,12 @@ through POST /users/track, each event with its own result: https://www.braze.com
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -19,86 +20,36 @@ from integrations.mapping import apply_mapping
 from integrations.vendors.contract import DeliveryError, Result, Vendor
 from integrations.vendors.http import describe_response, retry_after_seconds
 
+# The long tables are data beside the module: hints, dashboard hosts, gender letters, the default mapping.
+DATA: dict[str, Any] = json.loads((Path(__file__).parent / "braze.json").read_text(encoding="utf-8"))
+HINTS: dict[str, str] = DATA["hints"]
 # Braze now counts 75 objects per request across the three arrays (it was 75 per array): the combined count keeps
 # both rules. MAU-priced contracts allow fewer, hence the setting. https://braze.com/docs/api/api_limits
 MAX_OBJECTS = 75
 MAX_QUANTITY = 100  # per purchase object: https://www.braze.com/docs/api/objects_filters/purchase_object
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}  # http only for a sandbox on this machine
-# Where the REST endpoint of each instance is listed: https://braze.com/docs/user_guide/administer/personal/sdk_endpoints/
-DASHBOARD = [
-    (re.compile(r"dashboard-10\.braze\.com"), "rest.us-10.braze.com"),  # US-10 moved to dashboard.us-10 and rest.us-10
-    (re.compile(r"dashboard-(\d\d)\.braze\.com"), r"rest.iad-\1.braze.com"),
-    (re.compile(r"dashboard-(\d\d)\.braze\.eu"), r"rest.fra-\1.braze.eu"),
-    (re.compile(r"dashboard\.([a-z]{2}-\d\d)\.braze\.(com|eu)"), r"rest.\1.braze.\2"),
-    (re.compile(r"sdk\.(.+\.braze\.(?:com|eu))"), r"rest.\1"),
-]
+# A dashboard's host gives its instance's REST host (dashboard-10 is US-10, now rest.us-10, not rest.iad-10):
+# https://braze.com/docs/user_guide/administer/personal/sdk_endpoints/
+DASHBOARD = [(re.compile(pattern), rest) for pattern, rest in DATA["dashboard_to_rest"]]
 PRODUCT_FIELDS = {"product_id", "sku", "price", "quantity", "currency"}  # the rest of a product are its properties
 # Braze refuses property keys that start with $, and time and event_name are its own (RudderStack strips them too):
 # https://www.braze.com/docs/api/objects_filters/event_object
 RESERVED = {"time", "event_name"}
-# Braze's standard attributes: https://www.braze.com/docs/api/objects_filters/user_attributes_object
-GENDERS = {"m": "M", "male": "M", "man": "M", "f": "F", "female": "F", "woman": "F", "w": "F", "o": "O", "other": "O"}
-GENDERS |= {"n": "N", "not applicable": "N", "p": "P", "prefer not to say": "P"}
-# The default mapping, section by section; JMESPath over the event, a purchase's also over `product`, the order's
-# product it is built from. A section given as one expression (traits, product) leaves out what the default maps.
-ATTRIBUTES = {
-    "first_name": "traits.firstName || traits.first_name",
-    "last_name": "traits.lastName || traits.last_name",
-    "email": "traits.email",
-    "phone": "traits.phone",
-    "dob": "traits.birthday",
-    "gender": "traits.gender",
-    "home_city": "traits.address.city",
-    "country": "traits.address.country",
-    "image_url": "traits.avatar",
-}
+# M, F, O, N or P, Braze takes nothing else: https://www.braze.com/docs/api/objects_filters/user_attributes_object
+GENDERS: dict[str, str] = DATA["genders"]
+# Section by section; JMESPath over the event, a purchase's also over `product`, the order's product it is built
+# from. A section given as one expression (traits, product) leaves out what the other fields map.
+DEFAULT_MAPPING: dict[str, Any] = DATA["default_mapping"]
 # The traits the standard attributes read (firstName, address, …): the other traits become custom attributes.
-TAKEN_TRAITS = {name for expression in ATTRIBUTES.values() for name in re.findall(r"traits\.(\w+)", expression)}
-EVENT = {"name": "event", "time": "timestamp", "properties": "properties"}
-PURCHASE = {
-    "product_id": "product.product_id || product.sku",
-    "price": "product.price",
-    "quantity": "product.quantity",
-    "currency": "product.currency || properties.currency",
-    "time": "timestamp",
-    "properties": "product",
-}
-DEFAULT_MAPPING = {"attributes": ATTRIBUTES, "custom_attributes": "traits", "event": EVENT, "purchase": PURCHASE}
+TAKEN_TRAITS = {name for path in DEFAULT_MAPPING["attributes"].values() for name in re.findall(r"traits\.(\w+)", path)}
 SECTIONS = {"attributes": dict, "custom_attributes": (str, dict), "event": dict, "purchase": dict}
-TEMPORARY = "Braze had a passing problem and cdphub retries by itself: nothing to do unless it lasts."
-INVALID = "Braze refused a value (its message names it): fix it at the event's source or in the mapping."
-HINTS = {
-    "invalid_api_key": "Copy a REST API key with the users.track permission (Settings → APIs and Identifiers), "
-    "without quotes, and check that rest_endpoint is your dashboard's instance: another instance refuses the key too.",
-    "access_denied": "Create a REST API key with the users.track permission and an IP allowlist that lets this hub "
-    "in: Braze cannot change an existing key's permissions.",
-    "wrong_endpoint": "Set rest_endpoint to the REST endpoint of your dashboard's instance, like "
-    "https://rest.iad-01.braze.com.",
-    "rate_limited": "Deliveries resume by themselves: lower this destination's rate limit if it happens often (the "
-    "workspace's limit is shared by all its integrations).",
-    "too_many_objects": "Set config.objects_per_request to 50, the limit of MAU-priced Braze contracts.",
-    "payload_too_large": "Map fewer or shorter traits and properties: the request was too large for Braze.",
-    "bad_request": "Braze refused cdphub's request itself (its message says why): report it with these exchanges.",
-    "missing_user_id": "Filter this destination to identified users (events with a userId), or set "
-    "config.anonymous_alias_label to send anonymous users as Braze user aliases.",
-    "not_for_vendor": "Filter this destination to identify and track events, the ones Braze takes.",
-    "invalid_event_name": "Rename the event at its source, or map mapping.event.name: Braze takes 1 to 255 "
-    "characters, not starting with $.",
-    "invalid_product": "Give every product a product_id or sku, a numeric price and a whole quantity of at least 1, "
-    "at the source or in mapping.purchase.",
-    "invalid_currency": "Send a three-letter currency such as EUR in properties.currency, or set "
-    "config.default_currency.",
-    "too_many_products": "Raise config.objects_per_request to 75, or take the event out of config.purchase_events to "
-    "send it as a custom event.",
-    "missing_identifier": "Make sure the event's source sets userId to a non-empty string.",
-    "invalid_email": "Fix the email trait at its source, or map the email attribute from a field of valid addresses.",
-    "blocked_external_id": 'Braze refuses placeholder user ids such as "null" or "undefined": fix how the site or '
-    "app sets userId.",
-    "invalid_value": INVALID,
-    "invalid_data": INVALID,  # a 400: Braze refused every object of the request
-}
-# Minor errors are sentences, not codes (https://braze.com/docs/api/errors): the first phrase found picks the hint.
+# Minor errors are sentences, not codes (https://braze.com/docs/api/errors): the first phrase found picks the code,
+# so the missing-identifier sentence (which names 'email' too) is not taken for an email error.
 OBJECT_ERRORS = {"blacklisted": "blocked_external_id", "braze_id": "missing_identifier", "email": "invalid_email"}
+BAD_REQUESTS = {"valid data must be provided": "invalid_data", "max input length": "too_many_objects"}
+STATUS_CODES = {401: "invalid_api_key", 403: "access_denied", 404: "wrong_endpoint", 413: "payload_too_large"}
+TAKES_ONLY = "Braze takes identify and track events only, not {} events"
+KEY_PROBLEM = "api_key: required: paste the REST API key alone, without quotes or spaces"
 
 
 @dataclass
@@ -132,9 +83,6 @@ class BrazeConfig:
         return problems
 
 
-KEY_PROBLEM = "api_key: required: paste the REST API key alone, without quotes or spaces"
-
-
 @dataclass
 class BrazeCredentials:
     api_key: str
@@ -153,12 +101,19 @@ class Request:
     events: list[int] = field(default_factory=list)
     size: int = 0
 
-    def add(self, index: int, parts: list[tuple[str, dict[str, Any]]]) -> None:
+    def add(self, index: int, parts: list[tuple[str, dict[str, Any]]]) -> Request:
         self.events.append(index)
         self.size += len(parts)
         for array, item in parts:
             self.body.setdefault(array, []).append(item)
             self.owners.setdefault(array, []).append(index)
+        return self
+
+
+def preset(label: str, kind: str, sections: tuple[str, ...]) -> dict[str, Any]:
+    """An admin form button: one event type and the default mapping's sections for it."""
+    mapping = {name: DEFAULT_MAPPING[name] for name in sections}
+    return {"label": label, "filter": {"types": [kind], "events": [], "condition": None}, "mapping": mapping}
 
 
 class Braze(Vendor):
@@ -169,16 +124,8 @@ class Braze(Vendor):
     hints = HINTS
     default_mapping = DEFAULT_MAPPING  # a destination's mapping replaces it section by section
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "profiles": {
-            "label": "Braze profiles from identify",
-            "filter": {"types": ["identify"], "events": [], "condition": None},
-            "mapping": {"attributes": ATTRIBUTES, "custom_attributes": "traits"},
-        },
-        "events_and_purchases": {
-            "label": "Braze custom events and purchases from track",
-            "filter": {"types": ["track"], "events": [], "condition": None},
-            "mapping": {"event": EVENT, "purchase": PURCHASE},
-        },
+        "profiles": preset("Braze profiles from identify", "identify", ("attributes", "custom_attributes")),
+        "events_and_purchases": preset("Braze custom events and purchases from track", "track", ("event", "purchase")),
     }
     max_batch = MAX_OBJECTS  # one request in the usual case of one object per event
     calls_per_batch = MAX_OBJECTS  # an order of many products may need a request of its own
@@ -204,9 +151,8 @@ class Braze(Vendor):
 
     @classmethod
     def skip_reason(cls, config: dict[str, Any], event: dict[str, Any]) -> str:
-        kind = event.get("type")
-        if kind not in ("identify", "track"):
-            return f"Braze takes identify and track events only, not {kind} events"
+        if (kind := event.get("type")) not in ("identify", "track"):
+            return TAKES_ONLY.format(kind)
         if user_id(event) or (isinstance(config, dict) and config.get("anonymous_alias_label")):
             return ""
         return "the event has no userId: set config.anonymous_alias_label to send anonymous users to Braze as aliases"
@@ -219,26 +165,26 @@ class Braze(Vendor):
 
     def map_event(self, event: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         """The event's part of a /users/track body; DeliveryError when Braze could not take it."""
-        request = Request()
-        request.add(0, self.objects(event))
-        return request.body
+        return Request().add(0, self.objects(event)).body
 
     def objects(self, event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """(array, object) for each Braze object the event becomes, its identity first and not mappable."""
+        """(array, object) for each Braze object the event becomes."""
         kind, properties = event.get("type"), event.get("properties")
         if kind not in ("identify", "track"):
-            raise self.fail("not_for_vendor", f"Braze takes identify and track events only, not {kind} events.")
+            raise self.fail("not_for_vendor", TAKES_ONLY.format(kind) + ".")
         who = self.identity(event)
-        if kind == "identify":
-            return [("attributes", {**who, **self.attributes(event), **who})]
         products = properties.get("products") if isinstance(properties, dict) else None
-        if event.get("event") not in self.config.purchase_events or not isinstance(products, list) or not products:
-            return [("events", {**who, **self.custom_event(event), **who})]
-        parts = [("purchases", {**who, **item, **who}) for item in self.purchases(event, products)]
-        if len(parts) > self.config.objects_per_request:
-            message = f"The order makes {len(parts)} purchase objects; one request takes {self.max_batch}."
-            raise self.fail("too_many_products", message)
-        return parts
+        if kind == "identify":
+            parts = [("attributes", self.attributes(event))]
+        elif event.get("event") in self.config.purchase_events and isinstance(products, list) and products:
+            parts = [("purchases", item) for item in self.purchases(event, products)]
+            if len(parts) > self.max_batch:
+                message = f"The order makes {len(parts)} purchase objects; one request takes {self.max_batch}."
+                raise self.fail("too_many_products", message)
+        else:
+            parts = [("events", self.custom_event(event))]
+        # The identity leads each object and wins over the mapping: no mapping can send it to another profile.
+        return [(array, {**who, **item, **who}) for array, item in parts]
 
     def identity(self, event: dict[str, Any]) -> dict[str, Any]:
         found, anonymous, label = user_id(event), event.get("anonymousId"), self.config.anonymous_alias_label
@@ -254,16 +200,13 @@ class Braze(Vendor):
         standard = mapped(self.mapping["attributes"], event)
         if "dob" in standard:
             standard["dob"] = birth_date(standard["dob"])
-        if "gender" in standard:  # M, F, O, N or P: Braze takes nothing else
+        if "gender" in standard:
             standard["gender"] = GENDERS.get(str(standard["gender"]).strip().lower())
         spec = self.mapping["custom_attributes"]
-        custom = apply_mapping(spec, event)
-        custom = custom if isinstance(custom, dict) else {}
         # A whole object (traits) keeps its nulls, which unset the attributes in Braze; named fields drop theirs.
+        custom = mapped(spec, event, keep_nulls=isinstance(spec, str))
         if isinstance(spec, str):
             custom = {k: v for k, v in custom.items() if k not in TAKEN_TRAITS}
-        else:
-            custom = {k: v for k, v in custom.items() if v is not None}
         return {**custom, **{k: v for k, v in standard.items() if v is not None}}
 
     def custom_event(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -275,10 +218,10 @@ class Braze(Vendor):
 
     def purchases(self, event: dict[str, Any], products: list[Any]) -> list[dict[str, Any]]:
         spec, of = self.mapping["purchase"], f"of {len(products)}"
+        taken = PRODUCT_FIELDS if isinstance(spec.get("properties"), str) else set()
         found: list[dict[str, Any]] = []
         for n, product in enumerate(products, 1):
             item = mapped(spec, {**event, "product": product if isinstance(product, dict) else {}})
-            taken = PRODUCT_FIELDS if isinstance(spec.get("properties"), str) else set()
             extra = properties_of(item.pop("properties", None), taken)
             product_id, price, quantity = item.get("product_id"), item.get("price"), item.get("quantity", 1)
             currency = str(item.get("currency") or self.config.default_currency).upper()
@@ -304,46 +247,45 @@ class Braze(Vendor):
             except DeliveryError as error:
                 results[i] = error.result([])
                 continue
-            if not batches or batches[-1].size + len(parts) > self.config.objects_per_request:
+            if not batches or batches[-1].size + len(parts) > self.max_batch:
                 batches.append(Request())
             batches[-1].add(i, parts)  # an order's purchases stay together
         ended: Result | None = None
         for n, batch in enumerate(batches):
-            if ended is None:
-                answers, ended = self.post(batch, extra=n > 0)
-                results |= answers
-            else:  # the next requests would only meet the same refusal or rate limit
-                results |= {i: dataclasses.replace(ended) for i in batch.events}
+            # After a refused key or a rate limit, the next requests would only meet the same answer: not sent.
+            answer, refused = (ended, {}) if ended else self.post(batch, extra=n > 0)
+            results |= {i: replace(answer) for i in batch.events} | refused
+            if answer.outcome in ("retry", "throttled") or answer.error_code in self.setup_errors:
+                ended = answer
         return [results[i] for i in range(len(events))]
 
-    def post(self, batch: Request, *, extra: bool) -> tuple[dict[int, Result], Result | None]:
-        """One /users/track call: each event's Result, and the Result that ends the batch (None: go on)."""
+    def post(self, batch: Request, *, extra: bool) -> tuple[Result, dict[int, Result]]:
+        """One /users/track call: its Result, and the Results of the events whose objects Braze refused."""
         try:
             body, headers = orjson.dumps(batch.body), self.headers()
             response = self.http.request("POST", self.url, data=body, headers=headers, extra=extra)
         except DeliveryError as error:  # a timeout, a refused connection, our own rate limit
             if error.code == "dns_error":  # no such host: a typo in rest_endpoint rather than a passing problem
-                error = DeliveryError(error.message, code="wrong_endpoint", hint=HINTS["wrong_endpoint"])
+                error = self.fail("wrong_endpoint", error.message)
             result = error.result(self.http.take_exchanges())
-            result.hint = result.hint or (TEMPORARY if error.retryable else "")
-            return {i: dataclasses.replace(result) for i in batch.events}, result
+            result.hint = result.hint or (HINTS["temporary"] if error.retryable else "")
+            return result, {}
         result = self.classify(response)
         result.error_message = self.http.redact_text(result.error_message)  # Braze may echo the key
         result.exchanges = self.http.take_exchanges()
-        answers = {i: dataclasses.replace(result) for i in batch.events}
-        refused: dict[int, list[str]] = {}
+        reasons: dict[int, list[str]] = {}
         # Minor errors name an object by array and index (a plain-string one names none and fails no event).
-        for error in json_list(response, "errors") if result.ok or result.error_code == "invalid_data" else []:
+        for error in minor_errors(response) if result.ok or result.error_code == "invalid_data" else []:
             owners = batch.owners.get(str(error.get("input_array")), []) if isinstance(error, dict) else []
             index = error.get("index") if owners else None
             if isinstance(index, int) and 0 <= index < len(owners):
-                refused.setdefault(owners[index], []).append(f"{error['input_array']}[{index}]: {error.get('type')}")
-        for i, reasons in refused.items():
-            code = next((c for text, c in OBJECT_ERRORS.items() if text in reasons[0].lower()), "invalid_value")
-            message = self.http.redact_text("Braze refused " + "; ".join(reasons))
-            answers[i] = Result("failed", response.status_code, code, message, HINTS[code], None, result.exchanges)
-        ends = result.outcome in ("retry", "throttled") or result.error_code in self.setup_errors
-        return answers, result if ends else None
+                reasons.setdefault(owners[index], []).append(f"{error['input_array']}[{index}]: {error.get('type')}")
+        refused: dict[int, Result] = {}
+        for i, said in reasons.items():
+            code = next((c for text, c in OBJECT_ERRORS.items() if text in said[0].lower()), "invalid_value")
+            message = self.http.redact_text("Braze refused " + "; ".join(said))
+            refused[i] = Result("failed", response.status_code, code, message, HINTS[code], None, result.exchanges)
+        return result, refused
 
     def classify(self, response: requests.Response) -> Result:
         """Braze's HTTP classes (https://braze.com/docs/api/errors); minor errors are post()'s."""
@@ -354,14 +296,13 @@ class Braze(Vendor):
         if status == 429:
             return Result("throttled", status, "rate_limited", said, HINTS["rate_limited"], wait_after(response))
         if status == 408 or status >= 500:
-            return Result("retry", status, f"http_{status}", said, TEMPORARY, wait_after(response))
-        found = {401: "invalid_api_key", 403: "access_denied", 404: "wrong_endpoint", 413: "payload_too_large"}
-        code = "wrong_endpoint" if status < 400 else found.get(status, f"http_{status}")
-        said += " (redirects are not followed: use the final URL)" if status < 400 else ""
+            return Result("retry", status, f"http_{status}", said, HINTS["temporary"], wait_after(response))
+        if status < 400:
+            said += " (redirects are not followed: use the final URL)"
+            return Result("failed", status, "wrong_endpoint", said, HINTS["wrong_endpoint"])
+        code = STATUS_CODES.get(status, f"http_{status}")
         if status == 400:
-            lowered = said.lower()
-            code = "too_many_objects" if "max input length" in lowered else "bad_request"
-            code = "invalid_data" if "valid data must be provided" in lowered else code
+            code = next((c for text, c in BAD_REQUESTS.items() if text in said.lower()), "bad_request")
         return Result("failed", status, code, said, HINTS.get(code) or HINTS["bad_request"])
 
     def preview(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -375,10 +316,10 @@ def user_id(event: dict[str, Any]) -> str:
     return found if isinstance(found, str) and found.strip() else ""
 
 
-def mapped(spec: Any, event: dict[str, Any]) -> dict[str, Any]:
-    """A mapping section applied to the event, without its nulls ({} when it does not give an object)."""
+def mapped(spec: Any, event: dict[str, Any], *, keep_nulls: bool = False) -> dict[str, Any]:
+    """A mapping section applied to the event, without its nulls unless kept ({} when it gives no object)."""
     found = apply_mapping(spec, event)
-    return {k: v for k, v in found.items() if v is not None} if isinstance(found, dict) else {}
+    return {k: v for k, v in found.items() if keep_nulls or v is not None} if isinstance(found, dict) else {}
 
 
 def braze_time(value: Any) -> Any:
@@ -406,24 +347,20 @@ def properties_of(value: Any, taken: set[str]) -> dict[str, Any]:
     return {"properties": kept} if kept else {}
 
 
-def json_list(response: requests.Response, key: str) -> list[Any]:
+def minor_errors(response: requests.Response) -> list[Any]:
+    """The `errors` of Braze's answer: objects naming an array and index, or plain strings ([] when none)."""
     try:
-        data = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+        found = orjson.loads(response.content).get("errors")
+    except (orjson.JSONDecodeError, AttributeError):  # not JSON, or JSON but not an object
         return []
-    found = data.get(key) if isinstance(data, dict) else None
     return found if isinstance(found, list) else []
 
 
 def wait_after(response: requests.Response) -> float | None:
     """Seconds to wait: X-RateLimit-Retry-After, Retry-After, then X-RateLimit-Reset (None: the usual backoff)."""
-    headers = response.headers  # case-insensitive: Braze's names arrive lower-case over HTTP/2
-    for name in ("X-RateLimit-Retry-After", "Retry-After"):
-        if (seconds := retry_after_seconds(headers.get(name))) is not None:
-            return seconds
-    try:
-        reset = float(headers.get("X-RateLimit-Reset", ""))
-    except ValueError:
-        return None
-    # Braze documents epoch seconds, RudderStack saw seconds until the reset: past 10^9 it can only be a time.
-    return max(0.0, reset - time.time()) if reset > 1e9 else max(0.0, reset)
+    # Headers are read case-insensitively: Braze's names arrive lower-case over HTTP/2.
+    for name in ("X-RateLimit-Retry-After", "Retry-After", "X-RateLimit-Reset"):
+        if (seconds := retry_after_seconds(response.headers.get(name))) is not None:
+            # Braze documents Reset in epoch seconds, RudderStack saw seconds until it: past 10^9 it is a time.
+            return max(0.0, seconds - time.time()) if seconds > 1e9 else seconds
+    return None
