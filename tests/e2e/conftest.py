@@ -16,9 +16,11 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import Client
 
 from deliveries.models import Delivery
-from integrations.models import Destination
+from integrations.models import Destination, Source
+from tests.conftest import basic_auth
 from tests.receiver import Receiver
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -182,3 +184,17 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s: {what}; deliveries: {statuses()}")
         time.sleep(interval)
+
+
+def post(source: Source, batch: list[dict[str, Any]]) -> None:
+    """Send a batch through the Tracking API, as an SDK does."""
+    response = Client().post(
+        "/v1/batch", {"batch": batch}, content_type="application/json", HTTP_AUTHORIZATION=basic_auth(source.write_key)
+    )
+    assert response.status_code == 200, response.content
+
+
+def settled(destination: Destination, count: int) -> bool:
+    """Whether `count` of the destination's deliveries have an outcome (delivered or failed)."""
+    counts = statuses(destination)
+    return counts.get("delivered", 0) + counts.get("failed", 0) >= count

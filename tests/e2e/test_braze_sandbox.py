@@ -20,8 +20,7 @@ from deliveries.models import Attempt, Delivery
 from integrations.models import Destination, Source
 from integrations.sandbox import Sandbox
 from integrations.vendors.braze import HINTS
-from tests.e2e.conftest import Worker, statuses, wait_until
-from tests.e2e.test_vendor_sandbox import post, settled  # the Tracking API call and the wait they share
+from tests.e2e.conftest import Worker, post, settled, statuses, wait_until
 
 pytestmark = pytest.mark.e2e
 

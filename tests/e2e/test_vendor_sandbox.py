@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from deliveries.models import Attempt, Delivery
 from integrations.models import Destination, Source
 from integrations.sandbox import Sandbox
-from tests.conftest import basic_auth
-from tests.e2e.conftest import statuses, wait_until
+from tests.e2e.conftest import post, settled, statuses, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -77,13 +75,6 @@ def marketo(source: Source, sb: Sandbox, upsert: bool, **fields: Any) -> Destina
     return destination
 
 
-def post(source: Source, batch: list[dict[str, Any]]) -> None:
-    response = Client().post(
-        "/v1/batch", {"batch": batch}, content_type="application/json", HTTP_AUTHORIZATION=basic_auth(source.write_key)
-    )
-    assert response.status_code == 200, response.content
-
-
 def identifies(prefix: str, count: int) -> list[dict[str, Any]]:
     return [
         {
@@ -105,11 +96,6 @@ def order(email: str, n: int) -> dict[str, Any]:
         "context": {"traits": {"email": email}},
         "properties": {"order_id": f"o-{n}", "total": 10 + n, "currency": "USD"},
     }
-
-
-def settled(destination: Destination, count: int) -> bool:
-    counts = statuses(destination)
-    return counts.get("delivered", 0) + counts.get("failed", 0) >= count
 
 
 def test_a_token_expiring_mid_stream_costs_exactly_one_new_token_and_nothing_fails(start_worker, source, sandbox):

@@ -38,8 +38,8 @@ def try_it_lines(hub: str) -> list[str]:
     return [
         "",
         f"cdphub is starting on {hub}/admin/  (Ctrl-C stops it)",
-        "The demo destinations (SFMC journeys and data extension, Marketo, a webhook) deliver to the vendor",
-        f"sandbox on {SANDBOX} (what it received: {SANDBOX}/_sandbox). Try:",
+        "The demo destinations (SFMC journeys and a data extension, Marketo, Zendesk, Braze, a webhook) deliver to",
+        f"the vendor sandbox on {SANDBOX} (what it received: {SANDBOX}/_sandbox). Try:",
         *curl(f"{hub}/v1/identify", IDENTIFY, write_key="wk_demo_website"),
         *curl(f"{hub}/v1/track", ORDER_COMPLETED, write_key="wk_demo_website"),
         "A tool's webhook (the demo 'Form tool' source; Customer.io, Stripe and Zendesk sources verify signatures):",
