@@ -3,9 +3,11 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 # Playwright's sync API runs an event loop in the test thread; Django then refuses ORM calls in
 # tests and fixtures unless told this is fine (test-only, see stack.md §6).
@@ -84,3 +86,25 @@ def destination(source):
     )
     destination.sources.add(source)
     return destination
+
+
+@pytest.fixture
+def sandbox():
+    """The vendor sandbox on a free port, its faults drawn from a fixed seed so a run can be repeated."""
+    from integrations.sandbox import Sandbox
+
+    with Sandbox(port=0, seed=5) as running:
+        yield running
+
+
+@pytest.fixture
+def sb(sandbox):
+    """The sandbox, by the short name its own tests use."""
+    return sandbox
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """A keep-alive HTTP session, closed after the test."""
+    with requests.Session() as session:
+        yield session

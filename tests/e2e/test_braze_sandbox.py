@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.e2e
 KEY = "sandbox-braze-rest-key"  # the fake's default key
 ARRAYS = ("attributes", "events", "purchases")
 StartWorker = Callable[..., Worker]
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(port=0, seed=5) as sb:
-        yield sb
 
 
 @pytest.fixture

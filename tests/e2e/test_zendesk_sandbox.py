@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,12 +27,6 @@ pytestmark = pytest.mark.e2e
 
 AGENT = {"email": "sandbox-agent@example.com", "api_token": "sandbox-zendesk-token"}  # the fake's default account
 CHECKOUT_FAILED = {"types": ["track"], "events": ["Checkout Failed"], "condition": None}
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(port=0, seed=5) as sb:
-        yield sb
 
 
 @pytest.fixture

@@ -34,12 +34,6 @@ def sb() -> Iterator[Sandbox]:
         yield sandbox
 
 
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
-
-
 def sfmc_token(sb: Sandbox, http: requests.Session) -> dict[str, str]:
     answer = http.post(f"{sb.url}/sfmc/auth/v2/token", json={"grant_type": "client_credentials", **SFMC_CLIENT})
     assert answer.status_code == 200, answer.text

@@ -4,7 +4,6 @@ external_id or alias, rate-limit headers, faults, control reads and reset."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,18 +18,6 @@ KEY = "sandbox-braze-rest-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 TIME = "2024-05-01T10:00:00.000Z"
 NO_VALID_DATA = "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
-
-
-@pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox(port=0, seed=1) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def track(sb: Sandbox, http: requests.Session, body: Any, headers: dict[str, str] = AUTH) -> requests.Response:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +36,6 @@ def ticket(**fields: Any) -> dict[str, Any]:
         "external_id": "msg-1",
     }
     return {"ticket": {**body, **fields}}
-
-
-@pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox(port=0, seed=1) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def post(sb: Sandbox, http: requests.Session, path: str, body: Any, **headers: str) -> requests.Response:
