@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TypeVar
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -28,3 +30,17 @@ def discover(package: str, base: type[T], name: str) -> dict[str, type[T]]:
                 raise ImproperlyConfigured(f"{found[key].__module__} and {module.__name__} both declare {name} {key!r}")
             found[key] = value
     return dict(sorted(found.items(), key=lambda item: str(getattr(item[1], "label", item[0])).lower()))
+
+
+def found_on_first_use(package: str, attribute: str, base: type[T], name: str) -> Callable[[str], Any]:
+    """A package's module-level __getattr__ that makes `attribute` the registry of `base` subclasses, found on
+    first use rather than at import: the modules it reads import the package's own base class first."""
+
+    def getattr_(wanted: str) -> Any:
+        if wanted != attribute:
+            raise AttributeError(f"module {package!r} has no attribute {wanted!r}")
+        registry = discover(package, base, name)
+        setattr(sys.modules[package], attribute, registry)  # later look-ups find the plain dict itself
+        return registry
+
+    return getattr_

@@ -29,6 +29,7 @@ from deliveries.pages.display import (
     until,
 )
 from deliveries.pages.event_delivery import views as event_delivery
+from integrations.admin.base import ChangePageContext
 from integrations.models import Destination
 
 
@@ -69,7 +70,7 @@ class AttemptInline(ReadOnlyInline):
         return render_exchanges(attempt.exchanges or [], open_last=newest)
 
 
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ChangePageContext, admin.ModelAdmin):
     list_display = [
         "created",
         "event_",
@@ -144,21 +145,12 @@ class DeliveryAdmin(admin.ModelAdmin):
         events = Event.objects.filter(Q(message_id=term) | Q(user_id=term) | Q(anonymous_id=term)).values("pk")
         return queryset.filter(event__in=events), False
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Delivery | None = None,
-    ) -> HttpResponse:
-        if obj is not None:
-            # "track Signed Up → Welcome webhook" says more than the model's "12 → 3 (failed)".
-            context = {**context, "subtitle": f"{obj.event.type} {obj.event.event}".strip() + f" → {obj.destination}"}
-        if obj is not None and obj.status in Delivery.RETRYABLE and self.has_retry_permission(request):
-            context = {**context, "retry_url": reverse("admin:deliveries_delivery_retry", args=[obj.pk])}
-        return super().render_change_form(request, context, add, change, form_url, obj)
+    def change_context(self, request: HttpRequest, delivery: Delivery) -> dict[str, Any]:
+        # "track Signed Up → Welcome webhook" says more than the model's "12 → 3 (failed)".
+        context = {"subtitle": f"{delivery.event.type} {delivery.event.event}".strip() + f" → {delivery.destination}"}
+        if delivery.status in Delivery.RETRYABLE and self.has_retry_permission(request):
+            context["retry_url"] = reverse("admin:deliveries_delivery_retry", args=[delivery.pk])
+        return context
 
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The delivery page's Retry now button."""

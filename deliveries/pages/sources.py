@@ -32,18 +32,11 @@ class SourceAdmin(integrations_admin.SourceAdmin):
         )
         return [try_url, *super().get_urls()]
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Source | None = None,
-    ) -> HttpResponse:
-        if obj is not None and obj.kind in FUNCTIONS:
-            context = {**context, "try_url": reverse("admin:integrations_source_try", args=[obj.pk])}
-        return super().render_change_form(request, context, add, change, form_url, obj)
+    def change_context(self, request: HttpRequest, source: Source) -> dict[str, Any]:
+        context = super().change_context(request, source)
+        if source.is_webhook:
+            context["try_url"] = reverse("admin:integrations_source_try", args=[source.pk])
+        return context
 
     def try_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Show the events a pasted payload would make, without storing or sending anything."""

@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.db import models
 from django.db.models import Func, IntegerField, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -90,3 +90,24 @@ class CountedDeletes:
             if not request.user.has_perm(f"{related.app_label}.delete_{related.model_name}"):
                 perms_needed.add(str(related.verbose_name))
         return to_delete, model_count, perms_needed, []
+
+
+class ChangePageContext:
+    """What a saved object's change page adds to Django's context, said once per admin in `change_context`
+    instead of a render_change_form override in each."""
+
+    def change_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        return {}
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            context = {**context, **self.change_context(request, obj)}
+        return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]

@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -18,6 +18,7 @@ from django.utils.text import Truncator
 from integrations.admin.base import (
     ACTIVITY_WINDOW,
     ERROR_CHARS,
+    ChangePageContext,
     CountedDeletes,
     ago,
     count_of,
@@ -48,7 +49,7 @@ def names(destinations: list[Destination]) -> str:
 
 
 @admin.register(Destination)
-class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
+class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
     form = DestinationForm
     list_display = [
         "name",
@@ -177,18 +178,8 @@ class DestinationAdmin(CountedDeletes, admin.ModelAdmin):
         if change and obj.enabled and not obj.paused and {"enabled", "paused"} & set(form.changed_data):
             destinations_resumed.send(sender=Destination, destination_ids=[obj.pk])
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Destination | None = None,
-    ) -> HttpResponse:
-        if obj is not None:
-            context = {**context, "deliveries_url": deliveries_url(obj)}
-        return super().render_change_form(request, context, add, change, form_url, obj)
+    def change_context(self, request: HttpRequest, destination: Destination) -> dict[str, Any]:
+        return {"deliveries_url": deliveries_url(destination)}
 
     # Columns
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.db.models import Func, IntegerField, OuterRef, QuerySet, Subquery
 from django.forms import ModelForm
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -18,7 +18,15 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
-from integrations.admin.base import ACTIVITY_WINDOW, ERROR_CHARS, CountedDeletes, ago, sees_secrets, stored_line
+from integrations.admin.base import (
+    ACTIVITY_WINDOW,
+    ERROR_CHARS,
+    ChangePageContext,
+    CountedDeletes,
+    ago,
+    sees_secrets,
+    stored_line,
+)
 from integrations.forms import SourceForm, credential_masks, function_kinds
 from integrations.models import Source
 
@@ -60,7 +68,7 @@ def events_url(source: Source) -> str:
 
 
 @admin.register(Source)
-class SourceAdmin(CountedDeletes, admin.ModelAdmin):
+class SourceAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
     form = SourceForm
     list_display = ["name", "kind", "enabled", "events_24h", "last_event_at", "last_request"]
     list_editable = ["enabled"]
@@ -146,18 +154,8 @@ class SourceAdmin(CountedDeletes, admin.ModelAdmin):
         )
         return super().get_form(request, obj, change, **kwargs)
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Source | None = None,
-    ) -> HttpResponse:
-        if obj is not None:
-            context = {**context, **connection_context(request, obj)}
-        return super().render_change_form(request, context, add, change, form_url, obj)
+    def change_context(self, request: HttpRequest, source: Source) -> dict[str, Any]:
+        return connection_context(request, source)
 
     @admin.display(description="Events (24 h)", ordering="events_24h")
     def events_24h(self, source: Source) -> str:

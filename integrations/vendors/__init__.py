@@ -7,18 +7,9 @@ importer, the Event Tester and the contract tests all derive from it.
 
 from __future__ import annotations
 
-from typing import Any
-
-from integrations.registry import discover
+from integrations.registry import found_on_first_use
 from integrations.vendors.contract import Vendor
 from integrations.vendors.results import DeliveryError, Result
 
 __all__ = ["VENDORS", "DeliveryError", "Result", "Vendor"]
-
-
-def __getattr__(name: str) -> Any:
-    # Found on first use, not at import: the vendor modules import this package's contract first.
-    if name == "VENDORS":
-        vendors = globals()["VENDORS"] = discover(__name__, Vendor, "key")
-        return vendors
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = found_on_first_use(__name__, "VENDORS", Vendor, "key")

@@ -3,16 +3,8 @@ modules of this package on first use (integrations/registry.py); Source.kind's c
 
 from __future__ import annotations
 
-from typing import Any
-
-from integrations.registry import discover
+from integrations.registry import found_on_first_use
 from integrations.webhooks.base import Incoming, SourceFunction, WebhookError
 
 __all__ = ["FUNCTIONS", "Incoming", "SourceFunction", "WebhookError"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "FUNCTIONS":
-        functions = globals()["FUNCTIONS"] = discover(__name__, SourceFunction, "kind")
-        return functions
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = found_on_first_use(__name__, "FUNCTIONS", SourceFunction, "kind")
