@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import responses
 
 # Playwright's sync API runs an event loop in the test thread; Django then refuses ORM calls in
 # tests and fixtures unless told this is fine (test-only, see stack.md §6).
@@ -108,3 +109,10 @@ def http() -> Iterator[requests.Session]:
     """A keep-alive HTTP session, closed after the test."""
     with requests.Session() as session:
         yield session
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    """HTTP mocked with `responses`: a call nobody registered fails, and so does a registered one never made."""
+    with responses.RequestsMock() as mock:
+        yield mock

@@ -45,3 +45,8 @@ def fixture(key: str, name: str) -> Any:
 
 def keys_with_profiles() -> list[str]:
     return sorted(p.name for p in FIXTURES.iterdir() if (p / "profile.json").exists())
+
+
+def body_of(call: Any) -> dict[str, Any]:
+    """The JSON body a mocked call sent."""
+    return json.loads(call.request.body)

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-import responses
 from django.urls import reverse
 from django_q.conf import Conf
 
@@ -67,12 +66,6 @@ def event_json(**extra: Any) -> str:
 def post(client, destination: Destination, source: Source, payload: str, action: str = "dry_run"):
     data = {"destination": destination.pk, "source": source.pk, "payload": payload, "action": action}
     return client.post(TESTER, data)
-
-
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock() as mock:
-        yield mock
 
 
 # The page and its prefill ----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from integrations.vendors import VENDORS
 from integrations.vendors.braze import HINTS, KEY_PROBLEM, Braze
 from integrations.vendors.contract import DeliveryError
 from integrations.vendors.http import REDACTED
-from tests.vendor_kit import fixture
+from tests.vendor_kit import body_of, fixture
 
 ENDPOINT = "https://rest.iad-01.braze.com"
 URL = f"{ENDPOINT}/users/track"
@@ -62,18 +61,8 @@ def product(number: int = 1, **fields: Any) -> dict[str, Any]:
     return {"product_id": f"sku-{number}", "price": 19.5, "quantity": 1, "name": f"Mug {number}", **fields}
 
 
-def body_of(call: Any) -> dict[str, Any]:
-    return json.loads(call.request.body)
-
-
 def sent_objects(call: Any) -> int:
     return sum(len(objects) for objects in body_of(call).values())
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
 
 
 # The vendor and its request --------------------------------------------------------------------------

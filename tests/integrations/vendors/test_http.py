@@ -6,7 +6,6 @@ import email.utils
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,12 +24,6 @@ from integrations.vendors.results import DeliveryError
 from integrations.vendors.webhook import Webhook
 
 SECRET = "sk_live_9f8e7d6c5b"
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
 
 
 @pytest.fixture

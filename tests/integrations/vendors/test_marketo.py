@@ -7,7 +7,6 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlencode
@@ -52,12 +51,6 @@ def fresh_state() -> None:
     """Each test starts with no token, lead id or lock remembered."""
     global STATE
     STATE = MemoryState()
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
 
 
 def marketo(**config: Any) -> Marketo:

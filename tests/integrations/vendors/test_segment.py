@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from integrations.vendors import VENDORS
 from integrations.vendors.contract import DeliveryError
 from integrations.vendors.http import REDACTED, USER_AGENT
 from integrations.vendors.segment import MAX_BATCH_BYTES, Segment
+from tests.vendor_kit import body_of
 
 WRITE_KEY = "wk_live_5Qx8r2Lm0Zt"
 US_URL = "https://api.segment.io/v1/batch"
@@ -48,16 +48,6 @@ def forwarded(event: dict[str, Any]) -> dict[str, Any]:
 
 def segment(config: dict[str, Any] | None = None) -> Segment:
     return Segment(config or {}, {"write_key": WRITE_KEY})
-
-
-def body_of(call: Any) -> dict[str, Any]:
-    return json.loads(call.request.body)
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
 
 
 def test_the_segment_vendor_is_registered_under_its_key() -> None:

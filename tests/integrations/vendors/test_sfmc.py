@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -138,12 +137,6 @@ def assert_secret_free(results: list[Result]) -> None:
 
 def urls_called(mock: responses.RequestsMock) -> list[str]:
     return [call.request.url for call in mock.calls]
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -49,12 +48,6 @@ def verify(secret_key: bytes, headers: Any, body: bytes) -> None:
     assert version == "v1"
     assert hmac.compare_digest(base64.b64decode(signature), expected), "the signature does not verify"
     assert abs(int(timestamp) - time.time()) < 10
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
 
 
 def test_the_webhook_vendor_is_registered_under_its_key() -> None:

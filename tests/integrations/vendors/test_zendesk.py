@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from integrations.vendors import VENDORS
 from integrations.vendors.contract import DeliveryError, Result
 from integrations.vendors.http import REDACTED, USER_AGENT
 from integrations.vendors.zendesk import BODY_LIMIT, SUBJECT_LIMIT, TICKET, USER, Zendesk
-from tests.vendor_kit import fixture
+from tests.vendor_kit import body_of, fixture
 
 BASE = "https://cdphub-demo.zendesk.com"
 TICKETS_URL = f"{BASE}/api/v2/tickets"
@@ -56,16 +55,6 @@ def identify(**traits: Any) -> dict[str, Any]:
         "messageId": "msg-user-1",
         "timestamp": "2024-05-01T10:00:00.000Z",
     }
-
-
-def body_of(call: Any) -> dict[str, Any]:
-    return json.loads(call.request.body)
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
 
 
 def test_the_zendesk_vendor_is_registered_under_its_key_and_sends_one_call_per_event() -> None:
