@@ -47,6 +47,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "integrations",
     "deliveries",
 ]
@@ -179,6 +182,46 @@ INGEST_CACHE_SECONDS = float(os.environ.get("CDPHUB_INGEST_CACHE_SECONDS", "5"))
 
 # The public base URL shown in snippets on the source page (the request's host when empty).
 PUBLIC_URL = os.environ.get("CDPHUB_PUBLIC_URL", "")
+
+# The management API (/api/v1/, deliveries/api/). The Tracking API's views set their own classes: no session, no
+# throttle, the write key as the only authentication.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "deliveries.api.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # the browsable API, with CSRF
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["deliveries.api.auth.ModelPermissions"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["deliveries.api.auth.UserThrottle", "deliveries.api.auth.AnonymousThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": os.environ.get("CDPHUB_API_THROTTLE", "1200/min"),
+        "anon": os.environ.get("CDPHUB_API_ANON_THROTTLE", "60/min"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "deliveries.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "cdphub management API",
+    "DESCRIPTION": (
+        "Configure sources and destinations, read events and their deliveries, retry and replay, and export or "
+        "import the workspace. Authenticate with `Authorization: Bearer <API token>` (create one in the admin "
+        "under API tokens); a token acts as its user, so a Marketer's token has a Marketer's limits. Secrets are "
+        "write-only: accepted on create and update, answered as \"set\", never returned."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,  # writeOnly secrets: a request body and a response body of their own
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,7 @@
 """Connections: sources (where events come from), destinations (where they go), and the rows vendors keep their
-shared state in (tokens, locks)."""
+shared state in (tokens, locks), and the management API's tokens."""
 
+from integrations.models.api_tokens import ApiToken
 from integrations.models.destinations import MAX_RETRY_DEADLINE, Destination, routing_problems, vendor_choices
 from integrations.models.sources import HTTP, Source, new_write_key, source_kinds
 from integrations.models.vendor_state import AccessToken, DatabaseState, VendorLock
@@ -9,6 +10,7 @@ __all__ = [
     "HTTP",
     "MAX_RETRY_DEADLINE",
     "AccessToken",
+    "ApiToken",
     "DatabaseState",
     "Destination",
     "Source",

@@ -1,0 +1,69 @@
+"""The management API's callers: an administrator's and a Marketer's API tokens, a DRF client per caller, and a
+caller with a token that was revoked (each resource's permission matrix runs over these)."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+
+def client_with(token: str | None) -> APIClient:
+    client = APIClient()
+    if token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("ada", "ada@example.com", "pw")
+
+
+@pytest.fixture
+def admin_token(admin_user) -> str:
+    from integrations.models import ApiToken
+
+    return ApiToken.issue(admin_user, "admin script")[1]
+
+
+@pytest.fixture
+def marketer_token(marketer) -> str:
+    from integrations.models import ApiToken
+
+    return ApiToken.issue(marketer, "marketer script")[1]
+
+
+@pytest.fixture
+def revoked_token(admin_user) -> str:
+    from integrations.models import ApiToken
+
+    row, token = ApiToken.issue(admin_user, "old script")
+    row.revoke()
+    return token
+
+
+@pytest.fixture
+def api(admin_token) -> APIClient:
+    """An administrator's token: sees and changes everything, secrets write-only all the same."""
+    return client_with(admin_token)
+
+
+@pytest.fixture
+def marketer_api(marketer_token) -> APIClient:
+    return client_with(marketer_token)
+
+
+@pytest.fixture
+def anonymous_api() -> APIClient:
+    return client_with(None)
+
+
+@pytest.fixture
+def revoked_api(revoked_token) -> APIClient:
+    return client_with(revoked_token)
+
+
+@pytest.fixture(params=["admin", "marketer", "anonymous", "revoked"])
+def caller(request) -> tuple[str, APIClient]:
+    """Each caller of the permission matrix in turn, by name."""
+    return request.param, request.getfixturevalue({"admin": "api"}.get(request.param, f"{request.param}_api"))

@@ -1,0 +1,64 @@
+"""Bearer API tokens: acting as their user, refused when unknown, revoked or expired; the browsable API's session."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from integrations.models import ApiToken
+from tests.deliveries.api.conftest import client_with
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_token_is_stored_as_a_digest_and_shown_only_when_issued(admin_user) -> None:
+    row, token = ApiToken.issue(admin_user, "ci")
+    assert token.startswith("cdp_")
+    stored = ApiToken.objects.values().get(pk=row.pk)
+    assert token not in str(stored)
+    assert stored["prefix"] == token[:10]
+
+
+def test_the_schema_is_served_without_a_token(anonymous_api) -> None:
+    response = anonymous_api.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    assert response.json()["openapi"].startswith("3.")
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Bearer cdp_nope", "Unknown API token."),
+        ("Bearer ", "Send the token as `Authorization: Bearer <token>`."),
+    ],
+)
+def test_a_bad_token_is_a_401_that_says_why(header: str, message: str) -> None:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.get("/api/v1/")
+    assert response.status_code == 401
+    assert response.json() == {"detail": message}
+
+
+def test_a_revoked_token_is_refused(revoked_api) -> None:
+    response = revoked_api.get("/api/v1/")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "This API token was revoked."}
+
+
+def test_an_expired_token_is_refused(admin_user) -> None:
+    _, token = ApiToken.issue(admin_user, "short", expires_at=timezone.now() - timedelta(seconds=1))
+    response = client_with(token).get("/api/v1/")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "This API token has expired."}
+
+
+def test_using_a_token_records_when(admin_user) -> None:
+    row, token = ApiToken.issue(admin_user, "ci")
+    assert client_with(token).get("/api/v1/").status_code == 200
+    row.refresh_from_db()
+    assert row.last_used_at is not None
