@@ -62,3 +62,25 @@ def test_using_a_token_records_when(admin_user) -> None:
     assert client_with(token).get("/api/v1/").status_code == 200
     row.refresh_from_db()
     assert row.last_used_at is not None
+
+
+def test_the_command_prints_a_working_token_once_and_alone(admin_user) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("create_api_token", "--name", "ci", "--expires-in-days", "30", stdout=out)
+    token = out.getvalue().strip()
+    assert token.startswith("cdp_") and "\n" not in token
+    row = ApiToken.objects.get()
+    assert (row.user, row.name, row.state) == (admin_user, "ci", "active")
+    assert row.expires_at is not None
+    assert client_with(token).get("/api/v1/").status_code == 200
+
+
+def test_the_command_refuses_an_unknown_user(db) -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="There is no user 'nobody'"):
+        call_command("create_api_token", "--name", "ci", "--username", "nobody")
