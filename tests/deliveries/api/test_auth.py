@@ -72,7 +72,8 @@ def test_the_command_prints_a_working_token_once_and_alone(admin_user) -> None:
     out = StringIO()
     call_command("create_api_token", "--name", "ci", "--expires-in-days", "30", stdout=out)
     token = out.getvalue().strip()
-    assert token.startswith("cdp_") and "\n" not in token
+    assert token.startswith("cdp_")
+    assert "\n" not in token
     row = ApiToken.objects.get()
     assert (row.user, row.name, row.state) == (admin_user, "ci", "active")
     assert row.expires_at is not None
