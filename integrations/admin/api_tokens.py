@@ -70,12 +70,12 @@ class StateFilter(admin.SimpleListFilter):
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     form = ApiTokenForm
-    list_display = ["name", "user", "prefix_", "state_", "created_at", "last_used", "expires"]
+    list_display = ["name", "user", "prefix_", "state_", "created", "last_used", "expires"]
     list_filter = [StateFilter]
     list_select_related = ["user"]
     search_fields = ["name", "prefix"]
     actions = ["revoke_tokens"]
-    readonly_fields = ["user", "prefix_", "state_", "created_at", "last_used", "expires", "revoked_at"]
+    readonly_fields = ["user", "prefix_", "state_", "created", "last_used", "expires", "revoked"]
 
     class Media:
         css = {"all": ["integrations/api_tokens.css"]}
@@ -116,20 +116,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
         if obj is None:
             return ["name", "user", "expires_at"] if manages_all(request) else ["name", "expires_at"]
-        return ["name", "user", "prefix_", "state_", "created_at", "last_used", "expires", "revoked_at"]
+        return ["name", "user", "prefix_", "state_", "created", "last_used", "expires", "revoked"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
         return [] if obj is None else list(self.readonly_fields)
 
-    def get_form(
-        self, request: HttpRequest, obj: ApiToken | None = None, change: bool = False, **kwargs: Any
-    ) -> type[ModelForm]:
-        form = super().get_form(request, obj, change, **kwargs)
-        if obj is None and "user" in form.base_fields:
-            form.base_fields["user"].queryset = get_user_model().objects.filter(is_active=True)
-            form.base_fields["user"].initial = request.user.pk
-            form.base_fields["user"].help_text = "The token acts as this user, with this user's permissions."
-        return form
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":  # a plain select, without the links to edit or add users beside it
+            kwargs["queryset"] = get_user_model().objects.filter(is_active=True)
+            kwargs["initial"] = request.user.pk
+            kwargs["help_text"] = "The token acts as this user, with this user's permissions."
+            return db_field.formfield(**kwargs)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def render_change_form(
         self,
@@ -140,10 +138,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
         form_url: str = "",
         obj: ApiToken | None = None,
     ) -> HttpResponse:
-        if add:  # saving answers with the token's page, so "add another" and "continue editing" would not
-            context = {**context, "show_save_and_add_another": False, "show_save_and_continue": False}
-        else:
-            context = {**context, "can_revoke": obj is not None and obj.revoked_at is None}
+        # One button: adding answers with the token's page, and a saved token has only its name to change.
+        context = {**context, "show_save_and_add_another": False, "show_save_and_continue": False}
+        if not add:
+            context["can_revoke"] = obj is not None and obj.revoked_at is None
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: ModelForm, change: bool) -> None:
@@ -223,6 +221,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def state_(self, token: ApiToken) -> str:
         state = token.state
         return format_html('<span class="token-state token-{}" title="{}">{}</span>', state, STATES[state], state)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, token: ApiToken) -> str:
+        return ago(token.created_at)
+
+    @admin.display(description="Revoked", ordering="revoked_at")
+    def revoked(self, token: ApiToken) -> str:
+        return ago(token.revoked_at, "no")
 
     @admin.display(description="Last used", ordering="last_used_at")
     def last_used(self, token: ApiToken) -> str:

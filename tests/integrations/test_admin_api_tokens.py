@@ -73,9 +73,11 @@ def test_a_marketer_creates_a_token_that_is_shown_once_and_works(marketer: User)
     client = logged_in(marketer)
     assert 'href="/admin/integrations/apitoken/"' in client.get(reverse("admin:index")).content.decode()
     form = client.get(ADD).content.decode()
-    assert 'name="name"' in form and 'name="expires_at_0"' in form
+    assert 'name="name"' in form
+    assert 'name="expires_at_0"' in form
     assert 'name="user"' not in form  # someone who is not a superuser makes tokens for themselves
-    assert "_addanother" not in form and "_continue" not in form
+    assert "_addanother" not in form
+    assert "_continue" not in form
 
     response = client.post(ADD, {"name": "Weekly report"})
 
@@ -156,7 +158,8 @@ def test_a_superuser_lists_everyones_tokens_with_their_state(admin: User, market
     for name, state in [("active one", "active"), ("expired one", "expired"), ("revoked one", "revoked")]:
         row = re.search(rf"<tr>(?:(?!</tr>).)*{name}.*?</tr>", html, re.S)[0]
         assert f'class="token-state token-{state}"' in row, row
-    assert "mia" in html and "column-user" in html
+    assert "mia" in html
+    assert "column-user" in html
 
 
 def test_the_state_filter_picks_active_revoked_and_expired(admin: User) -> None:
@@ -209,7 +212,13 @@ def test_a_superuser_revokes_someone_elses_token(admin: User, marketer: User) ->
 def test_a_token_is_renamed_but_its_prefix_digest_user_and_expiry_stay(nobody: User, admin: User) -> None:
     row, token = ApiToken.issue(nobody, "old name")
     before = ApiToken.objects.values().get(pk=row.pk)
-    data = {"name": "new name", "prefix": "cdp_xxxxxx", "digest": "0" * 64, "user": admin.pk, "expires_at_0": "2000-01-01"}
+    data = {
+        "name": "new name",
+        "prefix": "cdp_xxxxxx",
+        "digest": "0" * 64,
+        "user": admin.pk,
+        "expires_at_0": "2000-01-01",
+    }
 
     response = logged_in(nobody).post(change_url(row), data)
 
