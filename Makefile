@@ -49,6 +49,7 @@ run: $(VENV)/.installed-run
 	@$(PY) manage.py ensure_admin --url http://$${CDPHUB_BIND:-127.0.0.1:8000}/admin/
 	@echo
 	@export CDPHUB_ALLOW_PRIVATE_URLS=$${CDPHUB_ALLOW_PRIVATE_URLS:-1}; \
+	export CDPHUB_SANDBOX_URL=$${CDPHUB_SANDBOX_URL-http://127.0.0.1:9100}; \
 	trap 'kill -TERM $$pids 2>/dev/null; wait' INT TERM; \
 	$(PY) manage.py sandbox --port 9100 & pids="$$!"; \
 	$(PY) manage.py worker & pids="$$pids $$!"; \

@@ -37,6 +37,9 @@ ALLOWED_HOSTS = [
 ]
 CSRF_TRUSTED_ORIGINS = [h.strip() for h in os.environ.get("CDPHUB_CSRF_TRUSTED_ORIGINS", "").split(",") if h.strip()]
 ALLOW_PRIVATE_URLS = env_flag("CDPHUB_ALLOW_PRIVATE_URLS")
+# The vendor sandbox's URL (e.g. http://127.0.0.1:9100): calls to the real hosts it fakes (SFMC, Marketo, Zendesk,
+# Braze) go there instead, for the demo and tests without internet (integrations/vendors/http.py). Empty: off.
+SANDBOX_URL = os.environ.get("CDPHUB_SANDBOX_URL", "").strip().rstrip("/")
 BEHIND_PROXY = env_flag("CDPHUB_BEHIND_PROXY")  # trust X-Forwarded-For for context.ip
 
 INSTALLED_APPS = [

@@ -1,7 +1,8 @@
-"""The integrations admin: sources and destinations (the deliveries app adds its own pages beside them)."""
+"""The integrations admin: sources, destinations and API tokens (the deliveries app adds its own pages beside them)."""
 
 from django.contrib import admin
 
+from integrations.admin.api_tokens import ApiTokenAdmin
 from integrations.admin.destinations import DestinationAdmin
 from integrations.admin.sources import SourceAdmin
 
@@ -9,4 +10,4 @@ admin.site.site_header = "cdphub"
 admin.site.site_title = "cdphub"
 admin.site.index_title = "Customer data hub"
 
-__all__ = ["DestinationAdmin", "SourceAdmin"]
+__all__ = ["ApiTokenAdmin", "DestinationAdmin", "SourceAdmin"]

@@ -24,6 +24,26 @@ BODY_LIMIT = 4096  # characters of each recorded body
 REDACTED = "[REDACTED]"
 SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
 SECRET_KEYS = re.compile(r"secret|token|password|passwd|authorization|api[_-]?key|write[_-]?key|signature", re.I)
+# The real vendor hosts the sandbox fakes, and the path it serves each under (integrations/sandbox/).
+SANDBOXED_HOSTS = [
+    (re.compile(r"[a-z0-9-]+\.auth\.marketingcloudapis\.com"), "/sfmc/auth"),
+    (re.compile(r"[a-z0-9-]+\.rest\.marketingcloudapis\.com"), "/sfmc/rest"),
+    (re.compile(r"[0-9]{3}-[a-z]{3}-[0-9]{3}\.mktorest\.com"), "/marketo"),
+    (re.compile(r"[a-z0-9-]+\.zendesk\.com"), "/zendesk"),
+    (re.compile(r"rest\.[a-z0-9-]+\.braze\.(?:com|eu)"), "/braze"),
+]
+
+
+def sandboxed(url: str) -> str:
+    """The sandbox's URL for a call to a vendor host it fakes when CDPHUB_SANDBOX_URL is set, else `url` itself."""
+    if not settings.SANDBOX_URL:
+        return url
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    for pattern, base in SANDBOXED_HOSTS:
+        if pattern.fullmatch(host):
+            return settings.SANDBOX_URL + base + parts.path + (f"?{parts.query}" if parts.query else "")
+    return url
 
 
 def check_url(url: str) -> None:
@@ -102,7 +122,11 @@ class HttpClient:
         return taken
 
     def request(self, method: str, url: str, *, extra: bool = False, **kwargs: Any) -> requests.Response:
-        check_url(url)
+        """Send one request and record it as sent: to the sandbox, when it fakes the vendor's host."""
+        routed = sandboxed(url)
+        if routed == url:
+            check_url(url)  # the operator's own sandbox needs no guard: the guard is for destinations' URLs
+        url = routed
         if extra and self.gate is not None:
             self.gate()
         started = time.monotonic()

@@ -754,7 +754,7 @@ def test_received_log_redacts_secrets(sb: Sandbox, http: requests.Session) -> No
 def test_control_endpoint(sb: Sandbox, http: requests.Session) -> None:
     overview = http.get(f"{sb.url}/_sandbox").json()
     assert overview["settings"]["token_lifetime"] == 1079
-    assert overview["settings"]["sfmc_clients"] == {"sandbox-sfmc-client": "[REDACTED]"}
+    assert overview["settings"]["sfmc_clients"] == {"sandbox-sfmc-client": "[REDACTED]", "abc123clientid": "[REDACTED]"}
     assert overview["counters"]["marketo_606"] == 0
     assert overview["links"]["sfmc_rest_base"] == f"{sb.url}/sfmc/rest"
     assert overview["links"]["marketo_base"] == f"{sb.url}/marketo"

@@ -32,7 +32,9 @@ ASYNC_MEMBER_LIMIT = 100
 ROWSET = re.compile(r"/hub/v1/dataevents/key:(?P<key>[^/]+)/rowset")
 
 _CONTACT_FIELDS = ["userId", "email", "firstName", "lastName", "name", "phone", "title", "username", "createdAt"]
-DEFAULT_CLIENTS = {"sandbox-sfmc-client": "sandbox-sfmc-secret"}
+# The seed's Datafly Signal example (POST /v1/admin/integrations) names this package and this event definition.
+SIGNAL_LEAD_FIELDS = ["email", "first_name", "last_name", "phone", "lead_type", "lead_value", "currency", "user_id"]
+DEFAULT_CLIENTS = {"sandbox-sfmc-client": "sandbox-sfmc-secret", "abc123clientid": "shh-secret-value"}
 DEFAULT_EVENT_DEFINITIONS: dict[str, dict[str, Any]] = {
     "APIEvent-welcome": {"fields": [*_CONTACT_FIELDS, "plan"], "running": True},
     "APIEvent-order-completed": {
@@ -40,6 +42,7 @@ DEFAULT_EVENT_DEFINITIONS: dict[str, dict[str, Any]] = {
         "running": True,
     },
     "APIEvent-paused": {"fields": [*_CONTACT_FIELDS, "plan"], "running": False},
+    "datafly_lead_submitted": {"fields": SIGNAL_LEAD_FIELDS, "running": True},
 }
 
 

@@ -85,3 +85,48 @@ def test_the_command_refuses_an_unknown_user(db) -> None:
 
     with pytest.raises(CommandError, match="There is no user 'nobody'"):
         call_command("create_api_token", "--name", "ci", "--username", "nobody")
+
+
+# Throttling: the management API counts calls per user (per address when anonymous) in the shared broker cache;
+# the Tracking API never throttles, an SDK's retries would only pile up. settings_test sets huge rates, and DRF reads
+# the rates when the throttle classes are made, so these tests patch the classes' rates themselves.
+
+
+@pytest.fixture
+def small_rates(monkeypatch):
+    from django.core.cache import caches
+
+    from deliveries.api.auth import AnonymousThrottle, UserThrottle
+
+    rates = {"user": "3/min", "anon": "2/min"}
+    monkeypatch.setattr(UserThrottle, "THROTTLE_RATES", rates)
+    monkeypatch.setattr(AnonymousThrottle, "THROTTLE_RATES", rates)
+    caches["qcluster"].clear()
+    yield rates
+    caches["qcluster"].clear()
+
+
+def test_the_management_api_answers_429_with_retry_after_past_a_users_rate(small_rates, api, marketer_api) -> None:
+    assert [api.get("/api/v1/").status_code for _ in range(3)] == [200, 200, 200]
+
+    throttled = api.get("/api/v1/")
+
+    assert throttled.status_code == 429
+    assert 0 < int(throttled["Retry-After"]) <= 60
+    assert throttled.json()["detail"].startswith("Request was throttled.")
+    assert marketer_api.get("/api/v1/").status_code == 200  # counted per user: another user is not held back
+
+
+def test_anonymous_callers_are_throttled_by_address(small_rates, anonymous_api) -> None:
+    statuses = [anonymous_api.get("/api/schema/").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_the_tracking_api_is_never_throttled(small_rates, anonymous_api, source) -> None:
+    from tests.conftest import basic_auth
+
+    sdk = basic_auth(source.write_key)
+    track = {"userId": "user-1", "event": "Signed Up"}
+    answers = [anonymous_api.post("/v1/track", track, format="json", HTTP_AUTHORIZATION=sdk) for _ in range(10)]
+    assert [answer.status_code for answer in answers] == [200] * 10  # past both rates, from one address
+    assert anonymous_api.get("/api/schema/").status_code == 200  # and it spent none of the management API's calls

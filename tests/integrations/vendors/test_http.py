@@ -19,6 +19,7 @@ from integrations.vendors.http import (
     check_url,
     describe_response,
     retry_after_seconds,
+    sandboxed,
 )
 from integrations.vendors.results import DeliveryError
 from integrations.vendors.webhook import Webhook
@@ -433,3 +434,57 @@ def test_the_proxy_environment_is_read_once_per_host_and_still_applies(monkeypat
     assert "https" not in client.proxies_for("https://hooks.internal/x")
     assert reads == ["https://api.example.com/v1/a", "https://hooks.internal/x"]
     assert client.session.trust_env is False  # requests no longer reads the environment on every call
+
+
+# The sandbox in place of the real vendor hosts (CDPHUB_SANDBOX_URL) ----------------------------------------
+
+SANDBOX = "http://127.0.0.1:9100"
+
+
+@pytest.mark.parametrize(
+    ("url", "routed"),
+    [
+        ("https://mc-abc123xyz.auth.marketingcloudapis.com/v2/token", f"{SANDBOX}/sfmc/auth/v2/token"),
+        (
+            "https://mc-abc123xyz.rest.marketingcloudapis.com/interaction/v1/events",
+            f"{SANDBOX}/sfmc/rest/interaction/v1/events",
+        ),
+        (
+            "https://284-RPR-133.mktorest.com/identity/oauth/token?grant_type=x",
+            f"{SANDBOX}/marketo/identity/oauth/token?grant_type=x",
+        ),
+        ("https://acme.zendesk.com/api/v2/tickets.json", f"{SANDBOX}/zendesk/api/v2/tickets.json"),
+        ("https://rest.iad-01.braze.com/users/track", f"{SANDBOX}/braze/users/track"),
+        ("https://rest.fra-01.braze.eu/users/track", f"{SANDBOX}/braze/users/track"),
+        ("https://hooks.example.com/cdp", "https://hooks.example.com/cdp"),  # no fake: left alone
+        ("https://api.segment.io/v1/batch", "https://api.segment.io/v1/batch"),
+        (
+            "https://marketingcloudapis.com.evil.example/v2/token",
+            "https://marketingcloudapis.com.evil.example/v2/token",
+        ),
+    ],
+)
+def test_the_sandbox_takes_the_calls_to_the_vendor_hosts_it_fakes(settings: Any, url: str, routed: str) -> None:
+    settings.SANDBOX_URL = SANDBOX
+    assert sandboxed(url) == routed
+
+
+def test_without_a_sandbox_every_url_is_called_as_it_is(settings: Any) -> None:
+    settings.SANDBOX_URL = ""
+    assert sandboxed("https://mc-abc123xyz.auth.marketingcloudapis.com/v2/token") == (
+        "https://mc-abc123xyz.auth.marketingcloudapis.com/v2/token"
+    )
+
+
+@pytest.mark.usefixtures("private_urls_refused")
+def test_the_recorded_exchange_shows_the_sandbox_url_actually_called(
+    settings: Any, mocked: responses.RequestsMock
+) -> None:
+    settings.SANDBOX_URL = SANDBOX
+    mocked.post(f"{SANDBOX}/sfmc/auth/v2/token", json={"access_token": "t" * 20, "expires_in": 1079})
+    client = HttpClient(5, [])
+
+    client.request("POST", "https://mc-abc123xyz.auth.marketingcloudapis.com/v2/token", json={})
+
+    # The operator's sandbox is on loopback: the private-address guard is for destinations' URLs, not for it.
+    assert client.take_exchanges()[0]["request"]["url"] == f"{SANDBOX}/sfmc/auth/v2/token"
