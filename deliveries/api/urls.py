@@ -6,7 +6,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-router = DefaultRouter(trailing_slash="/?")
+router = DefaultRouter()
+router.trailing_slash = "/?"  # with or without the slash: the argument takes only on/off, the attribute a regex
 
 urlpatterns = [
     path("v1/", include(router.urls)),
