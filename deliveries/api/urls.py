@@ -6,6 +6,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from deliveries.api import openapi  # noqa: F401 - registers the API token's security scheme
+
 router = DefaultRouter()
 router.trailing_slash = "/?"  # with or without the slash: the argument takes only on/off, the attribute a regex
 
