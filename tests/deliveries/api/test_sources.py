@@ -184,9 +184,7 @@ def test_without_the_credentials_permission_secrets_are_refused_and_nothing_chan
 ) -> None:
     """A user who may change sources but not credentials (as in the admin: the secret inputs are read-only)."""
     user = django_user_model.objects.create_user("sam", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(codename__in=["view_source", "change_source", "add_source"])
-    )
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_source", "change_source", "add_source"]))
     client = client_with(ApiToken.issue(user, "sam's script")[1])
 
     for body in ({"settings": {"signing_secret": "whsec_mine"}}, {"write_key": "wk_mine_mine_mine", "enabled": False}):
