@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import permissions, serializers, viewsets
+from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -60,37 +61,46 @@ def report_of(report: ImportReport) -> dict[str, Any]:
     }
 
 
-SLUGS = serializers.ListField(child=serializers.CharField())
-WORKSPACE = inline_serializer(
-    "Workspace",
-    {
-        "sources": serializers.ListField(child=serializers.DictField(), help_text="Sources, by slug"),
-        "destinations": serializers.ListField(child=serializers.DictField(), help_text="Destinations, by slug"),
-    },
-)
-REPORT = inline_serializer(
-    "WorkspaceImportReport",
-    {
-        "sources": inline_serializer(
-            "WorkspaceImportSources", {"created": SLUGS, "updated": SLUGS, "unchanged": SLUGS}
-        ),
-        "destinations": inline_serializer(
-            "WorkspaceImportDestinations",
-            {
-                "created": SLUGS,
-                "updated": serializers.ListField(
-                    child=inline_serializer("WorkspaceImportChange", {"slug": serializers.CharField(), "fields": SLUGS})
-                ),
-                "unchanged": SLUGS,
-            },
-        ),
-        "lines": serializers.ListField(child=serializers.CharField(), help_text="What `import_workspace` prints"),
-    },
-)
-PROBLEMS = inline_serializer(
-    "WorkspaceProblems",
-    {"detail": serializers.CharField(), "problems": serializers.ListField(child=serializers.CharField())},
-)
+def slugs() -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField())
+
+
+@extend_schema_serializer(many=False)  # the answer of `list` is one workspace, not a list of them
+class WorkspaceSerializer(serializers.Serializer):
+    """The workspace file's shape (for the document; import_workspace() checks a file)."""
+
+    sources = serializers.ListField(child=serializers.DictField(), help_text="Sources, by slug")
+    destinations = serializers.ListField(child=serializers.DictField(), help_text="Destinations, by slug")
+
+
+class ImportedSourcesSerializer(serializers.Serializer):
+    created = slugs()
+    updated = slugs()
+    unchanged = slugs()
+
+
+class ChangedDestinationSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    fields = slugs()  # the destination's changed fields (the metaclass moves it out of the way of .fields)
+
+
+class ImportedDestinationsSerializer(serializers.Serializer):
+    created = slugs()
+    updated = ChangedDestinationSerializer(many=True)
+    unchanged = slugs()
+
+
+class ImportReportSerializer(serializers.Serializer):
+    sources = ImportedSourcesSerializer()
+    destinations = ImportedDestinationsSerializer()
+    lines = serializers.ListField(child=serializers.CharField(), help_text="What `manage.py import_workspace` prints")
+
+
+class ImportProblemsSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    problems = serializers.ListField(child=serializers.CharField(), help_text="Every problem, with its place")
+
+
 FILE = {
     "sources": [
         {"slug": "website", "name": "Website", "kind": "http"},
@@ -110,6 +120,10 @@ FILE = {
         }
     ],
 }
+EXPORTED = {
+    "sources": [{k: v for k, v in s.items() if k != "settings"} | {"enabled": True} for s in FILE["sources"]],
+    "destinations": [{k: v for k, v in d.items() if k != "credentials"} for d in FILE["destinations"]],
+}
 
 
 class WorkspaceViewSet(viewsets.ViewSet):
@@ -119,8 +133,8 @@ class WorkspaceViewSet(viewsets.ViewSet):
         summary="Export the workspace",
         description="Sources and destinations in the workspace file's format, by slug; no secret is included "
         "(credentials, signing secrets and write keys are left out). Needs view rights on both.",
-        responses={200: WORKSPACE},
-        examples=[OpenApiExample("A workspace", value={k: v for k, v in FILE.items()}, response_only=True)],
+        responses={200: WorkspaceSerializer},
+        examples=[OpenApiExample("A workspace", value=EXPORTED, response_only=True)],
     )
     def list(self, request: Request) -> Response:
         return Response(without_write_keys(export_workspace()))
@@ -133,7 +147,10 @@ class WorkspaceViewSet(viewsets.ViewSet):
         "nothing is written. Needs an administrator (`integrations.manage_credentials` and the rights to add and "
         "change sources and destinations).",
         request=OpenApiTypes.OBJECT,
-        responses={200: REPORT, 400: OpenApiResponse(PROBLEMS, description="Nothing was imported")},
+        responses={
+            200: ImportReportSerializer,
+            400: OpenApiResponse(ImportProblemsSerializer, description="Nothing was imported"),
+        },
         examples=[
             OpenApiExample("A workspace file", value=FILE, request_only=True),
             OpenApiExample(
@@ -168,7 +185,11 @@ class WorkspaceViewSet(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         try:
             report = import_workspace(request.data)
+        except ParseError as exc:  # not JSON: the answer has a bad file's shape all the same
+            problems = [str(exc.detail)]
         except WorkspaceError as exc:
-            detail = "Nothing was imported: fix these problems and send the file again."
-            return Response({"detail": detail, "problems": exc.problems}, status=400)
-        return Response(report_of(report))
+            problems = exc.problems
+        else:
+            return Response(report_of(report))
+        detail = "Nothing was imported: fix these problems and send the file again."
+        return Response({"detail": detail, "problems": problems}, status=400)

@@ -111,6 +111,8 @@ def test_a_body_that_is_not_a_workspace_object_is_a_400(api, body) -> None:
 def test_bad_json_is_a_400(api) -> None:
     response = api.post("/api/v1/workspace", b'{"sources": [', content_type="application/json")
     assert response.status_code == 400
+    assert response.json()["problems"][0].startswith("JSON parse error")
+    assert not Source.objects.exists()
 
 
 def test_the_export_is_the_commands_without_write_keys(api, marketer_api) -> None:
