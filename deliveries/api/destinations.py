@@ -37,6 +37,9 @@ def secrets_class(vendor: str) -> type | None:
 
 
 class DestinationSerializer(StrictModelSerializer):
+    """Where events go: a vendor, its config and write-only credentials, the sources that feed it and which events
+    pass (filter), what is sent (mapping), and its limits."""
+
     sources = serializers.SlugRelatedField(
         many=True,
         slug_field="slug",

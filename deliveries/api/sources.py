@@ -38,6 +38,8 @@ def secrets_class(kind: str) -> type | None:
 
 
 class SourceSerializer(StrictModelSerializer):
+    """Where events come from: an SDK sending with the write key, or a tool's webhooks read by a source function."""
+
     write_key = serializers.CharField(write_only=True, required=False, max_length=100, help_text=WRITE_KEY_HELP)
     settings = SecretsField(
         help_text="A webhook source's secrets, e.g. its signing secret: write-only, answered in `settings_set`. On "

@@ -300,3 +300,11 @@ def test_credentials_that_cannot_be_decrypted_say_so(api, journey) -> None:
     response = api.patch("/api/v1/destinations/welcome-journey", body, format="json")
     assert response.status_code == 200
     assert stored(journey)["credentials"] == body["credentials"]
+
+
+def test_the_document_marks_the_credentials_write_only(anonymous_api) -> None:
+    schemas = anonymous_api.get("/api/schema/?format=json").json()["components"]["schemas"]
+    for request in ("DestinationRequest", "PatchedDestinationRequest"):
+        assert schemas[request]["properties"]["credentials"]["writeOnly"] is True
+    assert "credentials" not in schemas["Destination"]["properties"]
+    assert schemas["Destination"]["properties"]["credentials_set"]["readOnly"] is True

@@ -211,3 +211,12 @@ def test_settings_that_cannot_be_decrypted_say_so_without_breaking_the_list(api,
     response = api.patch("/api/v1/sources/stripe", {"settings": {"signing_secret": SECRET}}, format="json")
     assert response.status_code == 200
     assert response.json()["settings_set"] == {"signing_secret": "set"}
+
+
+def test_the_document_marks_the_write_key_and_settings_write_only(anonymous_api) -> None:
+    schemas = anonymous_api.get("/api/schema/?format=json").json()["components"]["schemas"]
+    for request in ("SourceRequest", "PatchedSourceRequest"):
+        for name in ("settings", "write_key"):
+            assert schemas[request]["properties"][name]["writeOnly"] is True
+    assert not {"settings", "write_key"} & set(schemas["Source"]["properties"])
+    assert schemas["Source"]["properties"]["settings_set"]["readOnly"] is True
