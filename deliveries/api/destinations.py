@@ -21,8 +21,7 @@ from rest_framework.response import Response
 
 from deliveries.api.pagination import Cursor
 from deliveries.api.secrets import HOW, STATE_SCHEMA, SecretsField, merged, refuse_fields, sees_secrets, stored_state
-from deliveries.api.serializers import SecondsField, StrictModelSerializer
-from deliveries.api.sources import ENABLED, strict_boolean
+from deliveries.api.serializers import ENABLED, SecondsField, StrictModelSerializer, strict_boolean
 from integrations import vendors
 from integrations.admin.destinations import MARKETER_FIELDS
 from integrations.models import Destination, Source

@@ -1,9 +1,9 @@
-"""What the configuration serializers (sources, destinations) share: a body says exactly what it changes, and the
+"""What the configuration endpoints (sources, destinations) share: a body says exactly what it changes, and the
 model's own clean() is the one place settings are checked.
 
 DRF quietly ignores an unknown field and coerces "true" into true; here an unknown or read-only field is refused by
 name and a value of the wrong JSON type is refused, so a typo never looks like a success. The model's messages
-("config.url: required") are filed under the API's field names.
+("config.url: required") are filed under the API's field names. Lists filter strictly too (`?enabled=maybe` is a 400).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Any, ClassVar
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as ModelValidationError
 from django.db import models
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.relations import ManyRelatedField
+from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 # The JSON type each kind of field takes, in the words of the error message.
@@ -96,3 +98,16 @@ class StrictModelSerializer(serializers.ModelSerializer):
                     errors.setdefault(key, []).append(" ".join(message.split()))
             if errors:
                 raise serializers.ValidationError(errors) from None
+
+
+ENABLED = OpenApiParameter("enabled", bool, description="Only enabled (true) or disabled (false) ones")
+
+
+def strict_boolean(request: Request, name: str) -> bool | None:
+    """A `?name=true|false` filter; absent: None; anything else is a 400."""
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise serializers.ValidationError({name: ["Use true or false."]})
+    return value.lower() in ("true", "1")

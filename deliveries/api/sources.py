@@ -20,7 +20,7 @@ from rest_framework.response import Response
 
 from deliveries.api.pagination import Cursor
 from deliveries.api.secrets import HOW, STATE_SCHEMA, SecretsField, merged, refuse_fields, sees_secrets, stored_state
-from deliveries.api.serializers import StrictModelSerializer
+from deliveries.api.serializers import ENABLED, StrictModelSerializer, strict_boolean
 from integrations import webhooks
 from integrations.models import Source
 
@@ -103,17 +103,6 @@ class SourceSerializer(StrictModelSerializer):
         return self.row
 
 
-def strict_boolean(request: Request, name: str) -> bool | None:
-    """A `?name=true|false` filter; absent: None; anything else is a 400."""
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    if value.lower() not in ("true", "false", "1", "0"):
-        raise serializers.ValidationError({name: ["Use true or false."]})
-    return value.lower() in ("true", "1")
-
-
-ENABLED = OpenApiParameter("enabled", bool, description="Only enabled (true) or disabled (false) ones")
 CREATE_EXAMPLES = [
     OpenApiExample(
         "An SDK source",
