@@ -250,8 +250,8 @@ RIGHTS = (
     ),
     update=extend_schema(
         summary="Replace a destination",
-        description="Fields left out take their defaults, except `credentials` (kept as stored) and `sources` "
-        "(kept)." + RIGHTS,
+        description="`name`, `slug` and `vendor` must be given; any other field left out keeps its value "
+        "(`credentials` keep theirs key by key)." + RIGHTS,
         examples=[*CREATE_EXAMPLES, ANSWER],
     ),
     partial_update=extend_schema(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -94,13 +93,11 @@ class SourceSerializer(StrictModelSerializer):
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> Source:
-        with transaction.atomic():
-            self.row.save()
+        self.row.save()  # the row checked by validate(), merged secrets included
         return self.row
 
     def update(self, instance: Source, validated_data: dict[str, Any]) -> Source:
-        self.row.save()
-        return self.row
+        return self.create(validated_data)
 
 
 CREATE_EXAMPLES = [
@@ -169,8 +166,8 @@ SECRETS_NOTE = (
     ),
     update=extend_schema(
         summary="Replace a source",
-        description="Fields left out take their defaults, except `settings` (kept as stored) and `write_key` "
-        "(which cannot change)." + SECRETS_NOTE,
+        description="`name` and `slug` must be given; any other field left out keeps its value (`settings` "
+        "key by key). `write_key` cannot change." + SECRETS_NOTE,
         examples=[*CREATE_EXAMPLES, ANSWER],
     ),
     partial_update=extend_schema(

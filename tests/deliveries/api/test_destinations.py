@@ -179,7 +179,7 @@ def test_a_new_vendor_drops_the_old_vendors_credentials(api, journey) -> None:
     assert stored(journey)["credentials"] == {}
 
 
-def test_a_put_replaces_the_settings_but_keeps_the_credentials(api, journey) -> None:
+def test_a_put_keeps_the_credentials_it_leaves_out(api, journey) -> None:
     body = {k: v for k, v in JOURNEY.items() if k != "credentials"} | {"name": "Journey"}
     response = api.put("/api/v1/destinations/welcome-journey", body, format="json")
     assert response.status_code == 200, response.json()

@@ -220,3 +220,19 @@ def test_the_document_marks_the_write_key_and_settings_write_only(anonymous_api)
             assert schemas[request]["properties"][name]["writeOnly"] is True
     assert not {"settings", "write_key"} & set(schemas["Source"]["properties"])
     assert schemas["Source"]["properties"]["settings_set"]["readOnly"] is True
+
+
+def test_a_put_needs_name_and_slug_and_keeps_what_it_leaves_out(api, stripe_source) -> None:
+    Source.objects.filter(pk=stripe_source.pk).update(enabled=False, config={"tolerance": 60})
+    assert api.put("/api/v1/sources/stripe", {"name": "Stripe"}, format="json").json() == {
+        "slug": ["This field is required."]
+    }
+    response = api.put("/api/v1/sources/stripe", {"name": "Stripe live", "slug": "stripe"}, format="json")
+    assert response.status_code == 200
+    stripe_source.refresh_from_db()
+    assert (stripe_source.name, stripe_source.enabled, stripe_source.config) == (
+        "Stripe live",
+        False,
+        {"tolerance": 60},
+    )
+    assert stripe_source.settings == {"signing_secret": SECRET}
