@@ -6,7 +6,16 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-router = DefaultRouter(trailing_slash="/?")
+from deliveries.api import openapi  # noqa: F401 - registers the API token's security scheme
+from deliveries.api.destinations import DestinationViewSet
+from deliveries.api.sources import SourceViewSet
+from deliveries.api.workspace import WorkspaceViewSet
+
+router = DefaultRouter()
+router.trailing_slash = "/?"  # with or without the slash: the argument takes only on/off, the attribute a regex
+router.register("sources", SourceViewSet)
+router.register("destinations", DestinationViewSet)
+router.register("workspace", WorkspaceViewSet, basename="workspace")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
