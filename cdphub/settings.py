@@ -198,7 +198,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["deliveries.api.parsing.JsonParser"],
     "DEFAULT_THROTTLE_CLASSES": ["deliveries.api.auth.UserThrottle", "deliveries.api.auth.AnonymousThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": os.environ.get("CDPHUB_API_THROTTLE", "1200/min"),

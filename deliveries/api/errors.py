@@ -1,18 +1,27 @@
-"""The management API's errors in DRF's shapes: a model's ValidationError becomes a 400 per field, never a 500."""
+"""The management API's errors in DRF's shapes: a model's ValidationError becomes a 400 per field and a body over
+Django's size limit a 413, never a 500."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as ModelValidationError
-from rest_framework import exceptions
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+class BodyTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):  # Django's limit, checked before reading: a 413, not Django's HTML 400
+        exc = BodyTooLarge(f"The body is over the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024} KB limit.")
     if isinstance(exc, ModelValidationError):
         if hasattr(exc, "error_dict"):
             detail = {
