@@ -25,9 +25,9 @@ from integrations.models import Source
 
 SECRET_FIELDS = ("write_key", "settings")
 WRITE_KEY_HELP = (
-    "Write-only. Left out on create, one is generated (an administrator reads it on the source's admin page, or "
-    "with `manage.py export_workspace`); to know it from the API, choose it: e.g. the write key of the Segment "
-    "source you move here, so your apps need no change. It cannot be changed later."
+    "Write-only. Left out on create, one is generated; either way the create answer carries it, once (later, an "
+    "administrator reads it on the source's admin page or with `manage.py export_workspace`). Give the write key "
+    "of the Segment source you move here and your apps need no change. It cannot be changed later."
 )
 
 
@@ -100,6 +100,12 @@ class SourceSerializer(StrictModelSerializer):
         return self.create(validated_data)
 
 
+class CreatedSourceSerializer(SourceSerializer):
+    """The create answer: the source, and its write key this once (never again in a GET)."""
+
+    write_key = serializers.CharField(read_only=True, help_text="The source's write key: shown in this answer only")
+
+
 CREATE_EXAMPLES = [
     OpenApiExample(
         "An SDK source",
@@ -135,6 +141,26 @@ ANSWER = OpenApiExample(
         "updated_at": "2025-04-01T08:00:00Z",
     },
 )
+CREATED = OpenApiExample(
+    "A new SDK source, with its write key this once",
+    response_only=True,
+    status_codes=["201"],
+    value={
+        "id": 4,
+        "name": "Website",
+        "slug": "website",
+        "kind": "http",
+        "write_key": "wk_3f9c1e7b2a5d4c6e8f0a1b2c3d4e5f6a",
+        "enabled": True,
+        "config": {},
+        "settings_set": {},
+        "last_request_at": None,
+        "last_request_status": None,
+        "last_request_result": "",
+        "created_at": "2025-04-01T08:00:00Z",
+        "updated_at": "2025-04-01T08:00:00Z",
+    },
+)
 CHANGE_EXAMPLES = [
     OpenApiExample("Disable", request_only=True, value={"enabled": False}),
     OpenApiExample("A new signing secret", request_only=True, value={"settings": {"signing_secret": "whsec_…"}}),
@@ -161,8 +187,10 @@ SECRETS_NOTE = (
     create=extend_schema(
         summary="Create a source",
         description="Checked as the admin checks it (a webhook source's settings the way its source function "
-        "reads them); every problem is a 400 under its field." + SECRETS_NOTE,
-        examples=[*CREATE_EXAMPLES, ANSWER],
+        "reads them); every problem is a 400 under its field. The answer carries the write key, generated or "
+        "given: the only answer that ever does." + SECRETS_NOTE,
+        examples=[*CREATE_EXAMPLES, CREATED],
+        responses={201: CreatedSourceSerializer},
     ),
     update=extend_schema(
         summary="Replace a source",
@@ -195,7 +223,13 @@ class SourceViewSet(viewsets.ModelViewSet):
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.refuse_secrets(request)
-        return super().create(request, *args, **kwargs)
+        response = super().create(request, *args, **kwargs)
+        if sees_secrets(request):  # the SDKs need the key: this answer, once, to whoever may see secrets
+            response.data = CreatedSourceSerializer(self.created, context=self.get_serializer_context()).data
+        return response
+
+    def perform_create(self, serializer: SourceSerializer) -> None:
+        self.created = serializer.save()
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.refuse_secrets(request)
