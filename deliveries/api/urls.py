@@ -6,7 +6,15 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-router = DefaultRouter(trailing_slash="/?")
+from deliveries.api.deliveries import DeliveryViewSet
+from deliveries.api.events import EventViewSet
+from deliveries.api.replays import ReplayViewSet
+
+router = DefaultRouter()
+router.trailing_slash = "/?"  # optional: DefaultRouter(trailing_slash=...) only knows "/" or none
+router.register("events", EventViewSet, basename="event")
+router.register("deliveries", DeliveryViewSet, basename="delivery")
+router.register("replays", ReplayViewSet, basename="replay")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
