@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from deliveries.api.openapi import NamedChoiceField
-from deliveries.api.pagination import Cursor
+from deliveries.api.pagination import NewestFirst
 from deliveries.api.permissions import needs
 from deliveries.api.query import TimeRange, read_query
 from deliveries.api.redaction import WithoutWriteKeys
@@ -224,7 +224,8 @@ def held(destinations: Iterable[Destination]) -> list[str]:
         summary="List deliveries",
         description=(
             "Newest first, a page at a time: follow `next` (a cursor) until it is null. No total is counted. "
-            "Test sends (Event Tester) are listed too, with `is_test`."
+            "Test sends (Event Tester) are listed too, with `is_test`. Newest by id, or by `created_at` for a "
+            "destination's time range."
         ),
         parameters=[DeliveryQuery],
         examples=[OpenApiExample("A failed delivery", value=DELIVERY_EXAMPLE, response_only=True)],
@@ -239,12 +240,15 @@ def held(destinations: Iterable[Destination]) -> list[str]:
 class DeliveryViewSet(WithoutWriteKeys, viewsets.ReadOnlyModelViewSet):
     queryset = Delivery.objects.all()
     serializer_class = DeliverySerializer
-    pagination_class = Cursor
+    pagination_class = NewestFirst
+    time_order = ""
 
     def get_queryset(self) -> QuerySet[Delivery]:
         deliveries = deliveries_with_destination()
         if self.action == "list":
-            return filtered(deliveries, read_query(DeliveryQuery, self.request))
+            query = read_query(DeliveryQuery, self.request)
+            self.time_order = time_order(query)  # for the paginator
+            return filtered(deliveries, query)
         if self.action == "retrieve":
             return deliveries.prefetch_related("attempt_log")
         return deliveries
@@ -324,8 +328,8 @@ class DeliveryViewSet(WithoutWriteKeys, viewsets.ReadOnlyModelViewSet):
         return Response(answer, status=status.HTTP_202_ACCEPTED)
 
 
-# Newest first by id: status on (status, id), a destination, an event or a replay on its foreign key's index (the
-# key, then id); an error code and the time range narrow whichever of those is given.
+# Status on (status, id), a destination, an event or a replay on its foreign key's index (the key, then id), a
+# destination's time range on (destination[, status], created_at); an error code narrows whichever is given.
 LOOKUPS = {
     "status": "status",
     "destination": "destination_id",
@@ -335,6 +339,13 @@ LOOKUPS = {
     "since": "created_at__gte",
     "until": "created_at__lt",
 }
+
+
+def time_order(query: dict[str, Any]) -> str:
+    """created_at for a destination's time range (its (destination[, status], created_at) indexes give that order),
+    unless an event or a replay narrows it to a few rows: "" for id order."""
+    timed = ("since" in query or "until" in query) and "destination" in query
+    return "created_at" if timed and "event" not in query and "replay" not in query else ""
 
 
 def filtered(deliveries: QuerySet[Delivery], query: dict[str, Any]) -> QuerySet[Delivery]:

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from deliveries.api.deliveries import AttemptSerializer, DeliverySerializer, deliveries_with_destination
 from deliveries.api.openapi import NamedChoiceField
-from deliveries.api.pagination import Cursor
+from deliveries.api.pagination import NewestFirst
 from deliveries.api.query import TimeRange, read_query
 from deliveries.api.redaction import WithoutWriteKeys
 from deliveries.models import Attempt, Event
@@ -129,9 +129,20 @@ LOOKUPS = {
 }
 
 
+# Filters read from an index in id order (the value, then id), and few rows or most of them: the list stays by id.
+BY_ID = ("type", "name", "user_id", "anonymous_id", "message_id")
+
+
+def time_order(query: dict[str, Any]) -> str:
+    """received_at when the filters are read from an index in time order (a time range on received_at, of a source,
+    or of rejected or test events on status and received_at): "" for id order."""
+    timed = "since" in query or "until" in query or query.get("status") in (Event.Status.REJECTED, Event.Status.TEST)
+    return "received_at" if timed and not any(name in query for name in BY_ID) else ""
+
+
 def filtered(events: QuerySet[Event], query: dict[str, Any]) -> QuerySet[Event]:
-    """The list's filters, newest first by id: each identifier, the type, the name and the source on its own index
-    (the value, then id: no sort), the time range on received_at."""
+    """The list's filters: each identifier, the type, the name and the source on its own index, the time range and
+    a status on received_at's."""
     events = events.filter(**{LOOKUPS[name]: value for name, value in query.items() if name in LOOKUPS})
     status = query.get("status")
     if status == Event.Status.ACCEPTED:
@@ -152,7 +163,8 @@ def events_with_source() -> QuerySet[Event]:
         summary="List events",
         description=(
             "Accepted and rejected events, newest first, a page at a time: follow `next` (a cursor) until it is "
-            "null. No total is counted. Test sends (Event Tester) only with `status=test`."
+            "null. No total is counted. Test sends (Event Tester) only with `status=test`. Newest by id, or by "
+            "`received_at` with a time range or `status=rejected|test` (unless a type, name or id narrows it)."
         ),
         parameters=[EventQuery],
         examples=[OpenApiExample("A track event", value=EVENT_EXAMPLE, response_only=True)],
@@ -171,11 +183,14 @@ def events_with_source() -> QuerySet[Event]:
 class EventViewSet(WithoutWriteKeys, viewsets.ReadOnlyModelViewSet):
     queryset = Event.objects.all()
     serializer_class = EventSerializer
-    pagination_class = Cursor
+    pagination_class = NewestFirst
+    time_order = ""
 
     def get_queryset(self) -> QuerySet[Event]:
         if self.action == "list":
-            return filtered(events_with_source(), read_query(EventQuery, self.request))
+            query = read_query(EventQuery, self.request)
+            self.time_order = time_order(query)  # for the paginator
+            return filtered(events_with_source(), query)
         return events_with_source()
 
     def get_serializer_class(self) -> type[serializers.Serializer]:

@@ -113,6 +113,18 @@ def test_pages_of_failed_deliveries_follow_next_to_the_end(api, source, destinat
     assert [row["id"] for page in pages for row in page["results"]] == sorted(failed, reverse=True)
 
 
+def test_a_destinations_time_range_is_newest_first_by_created_at(api, source, destination):
+    now = timezone.now()
+    later = make_delivery(destination, make_event(source, received_at=now - timedelta(minutes=5)))
+    earlier = make_delivery(destination, make_event(source, received_at=now - timedelta(minutes=10)))
+    since = (now - timedelta(hours=1)).isoformat()
+
+    assert ids(api, destination="welcome-hook") == [earlier.pk, later.pk]
+    assert ids(api, destination="welcome-hook", since=since) == [later.pk, earlier.pk]
+    pages = every_page(api, f"{DELIVERIES}?destination=welcome-hook&since={since.replace('+', '%2B')}&limit=1")
+    assert [row["id"] for page in pages for row in page["results"]] == [later.pk, earlier.pk]
+
+
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [

@@ -3,9 +3,10 @@ its deliveries, attempts and exchanges, who may read them, and no secret in any 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.test import Client
@@ -141,6 +142,36 @@ def test_pages_follow_next_to_the_end_keeping_the_filter(api, source):
     assert pages[0]["previous"] is None
     assert pages[1]["previous"] is not None
     assert "count" not in pages[0]  # keyset pages: nothing counts every row
+
+
+def test_a_time_range_is_newest_first_by_received_at_and_otherwise_by_id(api, source):
+    now = timezone.now()
+    later = make_event(source, received_at=now - timedelta(minutes=5))
+    earlier = make_event(source, received_at=now - timedelta(minutes=10))  # stored after, received before
+    since = (now - timedelta(hours=1)).isoformat()
+
+    assert ids(api) == [earlier.pk, later.pk]
+    assert ids(api, since=since) == [later.pk, earlier.pk]  # read on the received_at index: no sort
+    assert ids(api, since=since, type="track") == [earlier.pk, later.pk]  # the type's index is in id order
+
+
+def test_pages_of_a_time_range_go_through_a_batch_that_shares_one_received_at(api, source):
+    before = make_event(source, received_at=timezone.now() - timedelta(minutes=1))
+    batch = {"batch": [{"type": "track", "userId": f"u{n}", "event": "Batched"} for n in range(7)]}
+    Client().post(
+        "/v1/batch",
+        data=json.dumps(batch),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=basic_auth(source.write_key),
+    )
+    batched = list(Event.objects.filter(event="Batched").order_by("-id").values_list("id", flat=True))
+    assert len(set(Event.objects.filter(event="Batched").values_list("received_at", flat=True))) == 1
+    since = (timezone.now() - timedelta(hours=1)).isoformat()
+
+    pages = every_page(api, f"{EVENTS}?{urlencode({'since': since, 'limit': 3})}")
+
+    assert [row["id"] for page in pages for row in page["results"]] == [*batched, before.pk]
+    assert [len(page["results"]) for page in pages] == [3, 3, 2]
 
 
 def test_a_page_holds_fifty_unless_asked(api, source):
