@@ -97,6 +97,17 @@ def seeded(db):
     return seed(Client())
 
 
+def every_page(client, url: str) -> list[dict]:
+    """Follow `next` from the first page to the last: every page's body."""
+    pages = []
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.content
+        pages.append(response.json())
+        url = pages[-1]["next"]
+    return pages
+
+
 def leaks(text: str, secrets: list[str]) -> list[str]:
     """The secrets found in an answer, in any form the crawl looks for (plain, base64, URL-encoded …)."""
     from tests.test_marketer_sees_no_secrets import encodings

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from deliveries.models import Attempt, Delivery, Replay
 from integrations.models import ApiToken, Destination
-from tests.deliveries.api.conftest import client_with, leaks
+from tests.deliveries.api.conftest import client_with, every_page, leaks
 from tests.factories import make_delivery, make_event
 
 pytestmark = pytest.mark.django_db
@@ -25,16 +25,6 @@ def ids(client, **params: Any) -> list[int]:
     response = client.get(DELIVERIES, params)
     assert response.status_code == 200, response.content
     return [row["id"] for row in response.json()["results"]]
-
-
-def every_page(client, url: str) -> list[dict[str, Any]]:
-    pages = []
-    while url:
-        response = client.get(url)
-        assert response.status_code == 200, response.content
-        pages.append(response.json())
-        url = pages[-1]["next"]
-    return pages
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from django.utils import timezone
 from deliveries.models import Attempt, Event
 from integrations.models import ApiToken, Destination, Source
 from tests.conftest import basic_auth
-from tests.deliveries.api.conftest import client_with, leaks, track
+from tests.deliveries.api.conftest import client_with, every_page, leaks, track
 from tests.factories import make_delivery, make_event
 
 pytestmark = pytest.mark.django_db
@@ -31,17 +31,6 @@ def results(client, **params: Any) -> list[dict[str, Any]]:
 
 def ids(client, **params: Any) -> list[int]:
     return [row["id"] for row in results(client, **params)]
-
-
-def every_page(client, url: str) -> list[dict[str, Any]]:
-    """Follow `next` from the first page to the last; every page's rows."""
-    pages = []
-    while url:
-        response = client.get(url)
-        assert response.status_code == 200, response.content
-        pages.append(response.json())
-        url = pages[-1]["next"]
-    return pages
 
 
 # The list --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from deliveries.models import Delivery, Replay
 from integrations.models import ApiToken, Destination, Source
-from tests.deliveries.api.conftest import client_with, leaks
+from tests.deliveries.api.conftest import client_with, every_page, leaks
 from tests.factories import make_delivery, make_event
 
 pytestmark = pytest.mark.django_db
@@ -216,13 +216,9 @@ def test_replays_are_listed_newest_first_and_by_status(api, destination):
 def test_pages_of_replays_follow_next(api):
     made = [Replay.objects.create(criteria={"events": [n]}).pk for n in range(5)]
 
-    seen, url = [], f"{REPLAYS}?limit=2"
-    while url:
-        page = api.get(url).json()
-        seen += [row["id"] for row in page["results"]]
-        url = page["next"]
+    pages = every_page(api, f"{REPLAYS}?limit=2")
 
-    assert seen == sorted(made, reverse=True)
+    assert [row["id"] for page in pages for row in page["results"]] == sorted(made, reverse=True)
 
 
 def test_one_replay_has_the_progress_numbers_of_the_admins_page(api, admin_client, source, destination, kicks):
