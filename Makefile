@@ -67,12 +67,12 @@ test: $(VENV)/.installed-test browser shell-tools
 	@echo "== suite on PostgreSQL with the Redis broker (browser tests: the marketer's walkthrough only) =="
 	bash tests/services.sh $(VENV)/bin/pytest -m "not browser or walkthrough"
 
-# Ingest, delivery, then SFMC and Marketo against the sandbox (bench/README.md); all always run, and the
-# exit status is the worst of them
+# Ingest, delivery, SFMC and Marketo against the sandbox, the admin pages and the management API at 1M events
+# (bench/README.md); all always run, and the exit status is the worst of them
 # (0 measured, 1 the hub misbehaved, 2 a benchmark could not run).
 bench: $(VENV)/.installed-test
 	@worst=0; \
-	for bench in ingest deliver vendors admin; do \
+	for bench in ingest deliver vendors admin api; do \
 	  $(PY) bench/$$bench.py; code=$$?; [ $$code -gt $$worst ] && worst=$$code; \
 	done; \
 	exit $$worst

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from deliveries.api.pagination import Cursor
 from deliveries.api.secrets import HOW, STATE_SCHEMA, SecretsField, merged, refuse_fields, sees_secrets, stored_state
 from deliveries.api.serializers import ENABLED, SecondsField, StrictModelSerializer, strict_boolean
+from deliveries.api.tester import DestinationTestActions
 from integrations import vendors
 from integrations.admin.destinations import MARKETER_FIELDS
 from integrations.models import Destination, Source
@@ -262,7 +263,7 @@ RIGHTS = (
     ),
     destroy=extend_schema(summary="Delete a destination", description="Its deliveries go with it."),
 )
-class DestinationViewSet(viewsets.ModelViewSet):
+class DestinationViewSet(DestinationTestActions, viewsets.ModelViewSet):
     """Bases stay open: the Event Tester's `test` action is a mixin added in front (deliveries/api/tester.py)."""
 
     queryset = Destination.objects.prefetch_related("sources")

@@ -23,6 +23,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from deliveries.api.auth import BearerTokenAuthentication
+from deliveries.api.openapi import NamedChoiceField
 from integrations.models import Destination, Source
 
 # Signal's vendor names, and ours, for the vendors this call accepts.
@@ -120,8 +121,8 @@ class SignalIntegrationSerializer(serializers.Serializer):
 
 
 class CredentialsSetSerializer(serializers.Serializer):
-    client_id = serializers.CharField(help_text='"set": credentials are write-only')
-    client_secret = serializers.CharField(help_text='"set": credentials are write-only')
+    client_id = NamedChoiceField([("set", "set")], enum="SecretSet", help_text='"set": credentials are write-only')
+    client_secret = NamedChoiceField([("set", "set")], enum="SecretSet", help_text='"set": credentials are write-only')
 
 
 class SignalCreatedSerializer(serializers.Serializer):

@@ -7,7 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from deliveries.api import openapi  # noqa: F401 - registers the API token's security scheme
+from deliveries.api.deliveries import DeliveryViewSet
 from deliveries.api.destinations import DestinationViewSet
+from deliveries.api.events import EventViewSet
+from deliveries.api.replays import ReplayViewSet
 from deliveries.api.sources import SourceViewSet
 from deliveries.api.workspace import WorkspaceViewSet
 
@@ -15,6 +18,9 @@ router = DefaultRouter()
 router.trailing_slash = "/?"  # with or without the slash: the argument takes only on/off, the attribute a regex
 router.register("sources", SourceViewSet)
 router.register("destinations", DestinationViewSet)
+router.register("events", EventViewSet, basename="event")
+router.register("deliveries", DeliveryViewSet, basename="delivery")
+router.register("replays", ReplayViewSet, basename="replay")
 router.register("workspace", WorkspaceViewSet, basename="workspace")
 
 urlpatterns = [

@@ -28,6 +28,9 @@ class DestinationChoices(forms.ModelMultipleChoiceField):
 
 
 class ReplayForm(forms.Form):
+    # What the marketer does to confirm a replay with a consequence (the management API asks in its own words).
+    CONFIRM = "Tick the box to confirm."
+
     events = forms.CharField(required=False, widget=forms.HiddenInput)
     source = forms.ModelChoiceField(Source.objects.order_by("name"), required=False, empty_label="All sources")
     since = forms.DateTimeField(
@@ -76,7 +79,7 @@ class ReplayForm(forms.Form):
         if warned and not data.get("confirm_resend"):
             for destination in warned:
                 self.add_error("confirm_resend", f"{destination.name}: {destination.vendor_class.replay_warning}.")
-            self.add_error("confirm_resend", "Tick the box to confirm.")
+            self.add_error("confirm_resend", self.CONFIRM)
         return data
 
     def criteria(self) -> dict[str, Any]:

@@ -1,26 +1,43 @@
-"""The replay task: walk the matching events in id order, CHUNK at a time per destination, and queue their
-deliveries (skipping what was delivered unless asked, leaving in-flight ones alone, requeueing the others with a
-fresh retry deadline, creating missing ones), counting as it goes on the Replay row."""
+"""Starting a replay (its row, then its task), and the task: walk the matching events in id order, CHUNK at a time
+per destination, and queue their deliveries (skipping what was delivered unless asked, leaving in-flight ones alone,
+requeueing the others with a fresh retry deadline, creating missing ones), counting as it goes on the Replay row."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from deliveries.engine.routing import SEND, decide
 from deliveries.engine.slots import kick_on_commit
 from deliveries.ingest.writes import insert_deliveries
 from deliveries.models import Delivery, Event, Replay
 from deliveries.pages.replay.progress import progress
-from deliveries.pages.replay.selection import MAX_EVENTS, events_for
+from deliveries.pages.replay.selection import MAX_EVENTS, describe, events_for
 from integrations.models import Destination
 
 log = logging.getLogger("cdphub.replay")
 
 CHUNK = 500  # events per transaction of a replay: short write locks, and progress the page can show
+REPLAY_TASK = "deliveries.pages.replay.task.run_replay"
+
+
+def start(criteria: dict[str, Any], destinations: list[Destination], include_delivered: bool, user: Any) -> Replay:
+    """Record the replay (the admin's form or the management API) and queue its task once the row is committed."""
+    with transaction.atomic():
+        replay = Replay.objects.create(
+            criteria=criteria,
+            description=describe(criteria),
+            include_delivered=include_delivered,
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+        replay.destinations.set(destinations)
+        transaction.on_commit(lambda: async_task(REPLAY_TASK, replay.pk, task_name="replay"))
+    return replay
 
 
 def run_replay(replay_id: int) -> str:

@@ -6,7 +6,6 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -14,18 +13,16 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django_q.tasks import async_task
 
 from deliveries.models import Replay
 from deliveries.pages.base import page_context
 from deliveries.pages.display import compact_moment
+from deliveries.pages.replay import task
 from deliveries.pages.replay.dry_run import EXACT_LIMIT, SAMPLE, WINDOW, DryRun, dry_run
 from deliveries.pages.replay.form import ReplayForm, initial_from
 from deliveries.pages.replay.progress import progress
-from deliveries.pages.replay.selection import MAX_EVENTS, delivery_status, describe
+from deliveries.pages.replay.selection import MAX_EVENTS, delivery_status
 from integrations.models import Destination
-
-REPLAY_TASK = "deliveries.pages.replay.task.run_replay"
 
 
 class ReplayAdmin(admin.ModelAdmin):
@@ -173,16 +170,8 @@ def replay_label(counts: list[DryRun]) -> str:
 
 
 def start(request: HttpRequest, criteria: dict[str, Any], destinations: list[Destination], include: bool) -> Replay:
-    """Record the replay and start its task once the row is committed."""
-    with transaction.atomic():
-        replay = Replay.objects.create(
-            criteria=criteria,
-            description=describe(criteria),
-            include_delivered=include,
-            created_by=request.user if request.user.is_authenticated else None,
-        )
-        replay.destinations.set(destinations)
-        transaction.on_commit(lambda: async_task(REPLAY_TASK, replay.pk, task_name="replay"))
+    """Record the replay and start its task; say which destinations hold their deliveries."""
+    replay = task.start(criteria, destinations, include, request.user)
     held = sorted(d.name for d in destinations if d.paused)
     if held:
         messages.warning(

@@ -16,7 +16,10 @@ log = logging.getLogger("cdphub.tester")
 
 
 def dry_run_of(destination: Destination, payload: dict[str, Any]) -> dict[str, Any]:
-    """Routing, the mapped payload and the vendor's requests for this event: no HTTP, nothing stored."""
+    """Routing, the mapped payload and the vendor's requests for this event: no HTTP, nothing stored.
+
+    Each value is there as data (payload, mapped_payload, a request's headers and body: secrets masked) and as
+    the text the page shows (event, mapped, a request's text)."""
     payload = {k: v for k, v in payload.items() if k != "_timestamp"}
     decision = decide(destination, payload)
     out: dict[str, Any] = {
@@ -24,17 +27,21 @@ def dry_run_of(destination: Destination, payload: dict[str, Any]) -> dict[str, A
         "send": decision.send,
         "reason": decision.reason,
         "event": pretty_body(payload),
+        "payload": payload,
         "requests": [],
     }
     full = Destination.objects.get(pk=destination.pk)  # with its credentials: the vendor needs them to be built
     try:
         vendor = full.build_vendor()
-        out["mapped"] = pretty_body(vendor.map_event(payload))
+        out["mapped_payload"] = vendor.map_event(payload)
+        out["mapped"] = pretty_body(out["mapped_payload"])
         out["requests"] = [
             {
                 "method": r.get("method", ""),
                 "url": r.get("url", ""),
                 "note": r.get("note", ""),
+                "headers": r.get("headers") or {},
+                "body": r.get("body"),
                 "text": http_message(f"{r.get('method', '')} {r.get('url', '')}", r.get("headers"), r.get("body")),
             }
             for r in vendor.preview(payload)

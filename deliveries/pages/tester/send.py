@@ -35,6 +35,16 @@ def start_test(destination: Destination, source: Source, payload: dict[str, Any]
     return delivery
 
 
+def first_sources(destination_ids: list[int]) -> dict[int, int]:
+    """Each destination's first source by name: the source a test event is stored under unless chosen."""
+    through = Destination.sources.through
+    rows = through.objects.filter(destination_id__in=destination_ids).order_by("source__name", "source_id")
+    first: dict[int, int] = {}
+    for destination_id, source_id in rows.values_list("destination_id", "source_id"):
+        first.setdefault(destination_id, source_id)
+    return first
+
+
 def outcome_of(delivery: Delivery) -> dict[str, Any]:
     attempts = list(Attempt.objects.filter(delivery_id=delivery.pk).order_by("number"))
     exchanges = [

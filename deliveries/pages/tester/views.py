@@ -12,15 +12,14 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.http import urlencode
 
 from deliveries.engine.routing import decide
-from deliveries.ingest.normalisation import EventError, normalise
 from deliveries.models import Delivery, Event
 from deliveries.pages.base import check_permission, page_context
 from deliveries.pages.tester.dry_run import dry_run_of
-from deliveries.pages.tester.send import outcome_of, start_test
+from deliveries.pages.tester.event import parse_event
+from deliveries.pages.tester.send import first_sources, outcome_of, start_test
 from integrations.models import Destination, Source
 from integrations.spec import EVENT_TYPES
 
@@ -127,16 +126,6 @@ def viewable_destinations(request: HttpRequest) -> list[Destination]:
     return list(Destination.objects.only(*fields).order_by("name"))
 
 
-def first_sources(destination_ids: list[int]) -> dict[int, int]:
-    """Each destination's first source by name: the source a test event is stored under unless chosen."""
-    through = Destination.sources.through
-    rows = through.objects.filter(destination_id__in=destination_ids).order_by("source__name", "source_id")
-    first: dict[int, int] = {}
-    for destination_id, source_id in rows.values_list("destination_id", "source_id"):
-        first.setdefault(destination_id, source_id)
-    return first
-
-
 def prefilled(request: HttpRequest, destinations: list[Destination], first_source: dict[int, int]) -> dict[str, Any]:
     """What the form starts from: a test just sent (?sent=), a stored event (?event=, from the Debugger), or nothing."""
     sent_id, event_id = _int(request.GET.get("sent")), _int(request.GET.get("event"))
@@ -160,21 +149,6 @@ def event_text(payload: Any) -> str:
     if isinstance(payload, dict):
         payload = {k: v for k, v in payload.items() if k not in RECEIPT_FIELDS}
     return json.dumps(payload, indent=2, ensure_ascii=False)
-
-
-def parse_event(text: str) -> tuple[dict[str, Any], str]:
-    """The event as the Tracking API would accept it (normalised), or why it would be refused."""
-    if not text.strip():
-        return {}, "Paste an event as JSON, or build one with the form."
-    try:
-        item = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return {}, f"The event is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
-    event_type = item.get("type") if isinstance(item, dict) else None
-    try:
-        return normalise(item, event_type, timezone.now()), ""
-    except EventError as exc:
-        return {}, f"The Tracking API would refuse this event ({exc.code}): {exc.message}"
 
 
 # Result -----------------------------------------------------------------------------------------------
