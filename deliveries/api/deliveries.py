@@ -87,7 +87,8 @@ class ExchangeSerializer(serializers.Serializer):
             "body": serializers.CharField(),
         },
         allow_null=True,
-        help_text="null when no answer came (see error)",
+        required=False,
+        help_text="Left out or null when no answer came (see error)",
     )
     error = serializers.CharField(help_text="Why no answer came: a timeout, a refused connection …")
     duration_ms = serializers.FloatField(allow_null=True)

@@ -163,7 +163,7 @@ WEBHOOK = {
     "vendor": "webhook",
     "sources": ["website"],
     "config": {"url": "https://hooks.example.com/orders"},
-    "credentials": {"signing_secret": "whsec_…"},
+    "credentials": {"signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
     "filter": {"types": ["track"], "events": ["Order Completed"], "condition": None},
 }
 SFMC = {

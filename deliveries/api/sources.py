@@ -120,7 +120,12 @@ CREATE_EXAMPLES = [
     OpenApiExample(
         "A Stripe webhook source",
         request_only=True,
-        value={"name": "Stripe", "slug": "stripe", "kind": "stripe", "settings": {"signing_secret": "whsec_…"}},
+        value={
+            "name": "Stripe",
+            "slug": "stripe",
+            "kind": "stripe",
+            "settings": {"signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+        },
     ),
 ]
 ANSWER = OpenApiExample(
@@ -163,7 +168,11 @@ CREATED = OpenApiExample(
 )
 CHANGE_EXAMPLES = [
     OpenApiExample("Disable", request_only=True, value={"enabled": False}),
-    OpenApiExample("A new signing secret", request_only=True, value={"settings": {"signing_secret": "whsec_…"}}),
+    OpenApiExample(
+        "A new signing secret",
+        request_only=True,
+        value={"settings": {"signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
+    ),
     OpenApiExample("Stop verifying signatures", request_only=True, value={"settings": {"signing_secret": None}}),
 ]
 SECRETS_NOTE = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -35,10 +36,37 @@ class WebhookCredentials:
     signing_secret: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # secret headers, e.g. an API key
 
+    def check(self) -> list[str]:
+        if self.signing_secret.startswith("whsec_") and secret_key(self.signing_secret) is None:
+            return [
+                "signing_secret: a whsec_ secret is whsec_ followed by base64 (as Standard Webhooks issues it); "
+                "paste it whole, or use a secret without the whsec_ prefix"
+            ]
+        return []
+
+
+def secret_key(secret: str) -> bytes | None:
+    """The HMAC key of a secret: a whsec_ one is base64 (read leniently, padding optional; None when it cannot be
+    read at all), any other is its own bytes."""
+    if not secret.startswith("whsec_"):
+        return secret.encode()
+    try:
+        text = secret[6:].encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    for padding in (b"", b"=" * (-len(text) % 4)):
+        try:
+            return base64.b64decode(text + padding)
+        except binascii.Error:
+            continue
+    return None
+
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """Standard Webhooks: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")); whsec_ keys are base64."""
-    key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()
+    key = secret_key(secret)
+    if key is None:
+        raise ValueError("the signing secret is not whsec_ followed by base64")  # refused at save: WebhookCredentials
     digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 

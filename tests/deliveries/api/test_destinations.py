@@ -152,15 +152,15 @@ def test_a_failed_create_leaves_no_row(api, source, monkeypatch) -> None:
 
 def test_a_credential_left_out_is_kept_and_null_removes_one(api, destination) -> None:
     url = "/api/v1/destinations/welcome-hook"
-    body = {"credentials": {"signing_secret": "whsec_one", "headers": {"X-Api-Key": "k1"}}}
+    body = {"credentials": {"signing_secret": "whsec_b25l", "headers": {"X-Api-Key": "k1"}}}
     assert api.patch(url, body, format="json").json()["credentials_set"] == {"signing_secret": "set", "headers": "set"}
 
     answer = api.patch(url, {"credentials": {"headers": None}}, format="json").json()
     assert answer["credentials_set"] == {"signing_secret": "set"}
-    assert stored(destination)["credentials"] == {"signing_secret": "whsec_one"}
+    assert stored(destination)["credentials"] == {"signing_secret": "whsec_b25l"}
 
     assert api.patch(url, {"name": "Renamed"}, format="json").status_code == 200
-    assert stored(destination)["credentials"] == {"signing_secret": "whsec_one"}
+    assert stored(destination)["credentials"] == {"signing_secret": "whsec_b25l"}
 
 
 def test_a_required_credential_cannot_be_removed(api, journey) -> None:

@@ -243,3 +243,12 @@ def test_building_a_webhook_with_bad_settings_raises_a_clear_error() -> None:
 
 def test_it_is_a_vendor() -> None:
     assert issubclass(Webhook, Vendor)
+
+
+@pytest.mark.parametrize("secret", ["whsec_…", "whsec_not base64!", "whsec_a"])
+def test_a_whsec_secret_that_is_not_base64_is_refused_when_saved(secret: str) -> None:
+    problems = Webhook.validate({"url": "https://hooks.example.com/in"}, {"signing_secret": secret})
+    assert problems == [
+        "credentials.signing_secret: a whsec_ secret is whsec_ followed by base64 (as Standard Webhooks issues it); "
+        "paste it whole, or use a secret without the whsec_ prefix"
+    ]
