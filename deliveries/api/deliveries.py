@@ -290,7 +290,7 @@ class DeliveryViewSet(WithoutWriteKeys, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         summary="Retry these",
-        operation_id="v1_deliveries_retry_these",
+        operation_id="deliveries_retry_these",
         description=(
             "Send a destination's failed and retrying deliveries again at once, by error and time range (the last "
             "24 hours unless given), as Event Delivery's Retry these. Test sends are left out."

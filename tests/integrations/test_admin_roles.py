@@ -381,7 +381,8 @@ def test_a_superuser_sees_which_credentials_are_set_and_changes_them(admin_clien
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     hook.refresh_from_db()
-    assert hook.credentials == {"signing_secret": "whsec_cm90YXRlZC1ieS10aGUtYWRtaW4=", "headers": {"X-Api-Key": API_KEY}}
+    rotated = "whsec_cm90YXRlZC1ieS10aGUtYWRtaW4="
+    assert hook.credentials == {"signing_secret": rotated, "headers": {"X-Api-Key": API_KEY}}
 
 
 def test_a_superuser_sees_a_sources_write_key_and_webhook_url(admin_client: Client, stripe: Source):
