@@ -3,11 +3,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from integrations.management.commands.ensure_admin import first_superuser
+from integrations.management.commands.ensure_admin import named_user_or_admin
 from integrations.models import ApiToken
 
 
@@ -23,15 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--expires-in-days", type=int, help="Expire after this many days (default: never)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        username = options["username"]
-        if username:
-            user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
-            if user is None:
-                raise CommandError(f"There is no user {username!r}: check the name in the admin's Users list.")
-        else:
-            user = first_superuser()
-            if user is None:
-                raise CommandError("There is no admin yet: `make run` (or `python manage.py ensure_admin`) makes one.")
+        user = named_user_or_admin(options["username"])
         days = options["expires_in_days"]
         if days is not None and days <= 0:
             raise CommandError("--expires-in-days must be 1 or more.")

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 def reset_command() -> str:
@@ -42,6 +42,20 @@ def forget_password() -> None:
 def first_superuser() -> AbstractBaseUser | None:
     """The superuser `ensure_admin` made: it makes one only while there is none, so it is the first."""
     return get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
+
+
+def named_user_or_admin(username: str | None) -> AbstractBaseUser:
+    """The user a command's --username names, or by default the admin `make run` made; a CommandError that says
+    what to do when there is none."""
+    if username:
+        user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
+        if user is None:
+            raise CommandError(f"There is no user {username!r}: check the name in the admin's Users list.")
+        return user
+    user = first_superuser()
+    if user is None:
+        raise CommandError("There is no admin yet: `make run` (or `python manage.py ensure_admin`) makes one.")
+    return user
 
 
 class Command(BaseCommand):

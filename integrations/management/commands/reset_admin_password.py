@@ -3,10 +3,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from integrations.management.commands.ensure_admin import first_superuser, forget_password
+from integrations.management.commands.ensure_admin import first_superuser, forget_password, named_user_or_admin
 
 
 class Command(BaseCommand):
@@ -17,15 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000/admin/")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        username = options["username"]
-        if username:
-            user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
-            if user is None:
-                raise CommandError(f"There is no user {username!r}: check the name in the admin's Users list.")
-        else:
-            user = first_superuser()
-            if user is None:
-                raise CommandError("There is no admin yet: `make run` (or `python manage.py ensure_admin`) makes one.")
+        user = named_user_or_admin(options["username"])
         password = secrets.token_urlsafe(12)
         user.set_password(password)
         user.save(update_fields=["password"])
