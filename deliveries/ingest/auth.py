@@ -11,7 +11,6 @@ from rest_framework.request import Request
 
 from deliveries.ingest.endpoint import RequestError
 from deliveries.ingest.lookups import source_for_write_key
-from deliveries.ingest.parsing import body_of
 from integrations.models import Source
 
 
@@ -24,7 +23,7 @@ class WriteKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[AnonymousUser, Source]:
         write_key = write_key_from_header(request)
         if write_key is None:
-            write_key = body_of(request).get("writeKey")
+            write_key = request.data.get("writeKey")
         return AnonymousUser(), find_source(write_key)
 
 

@@ -4,6 +4,7 @@ Accept says, the view's one parser whatever Content-Type says (it checks the typ
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
-from rest_framework.request import Request
+from rest_framework.request import Empty, Request
 from rest_framework.views import APIView
 
 
@@ -79,6 +80,19 @@ class OneParserOneRenderer(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+class IngestRequest(Request):
+    """DRF's Request, with `data` read by the view's one parser in one step, an empty body included: DRF's own
+    `data` skips the parser when Content-Length is 0 and takes ~20 calls of lazy loading to reach it otherwise,
+    2% of what the hub spends on a single event (bench/README.md, "The Tracking API on DRF")."""
+
+    @property
+    def data(self) -> Any:
+        if self._full_data is Empty:
+            stream = self.stream or io.BytesIO()
+            self._data = self._full_data = self.parsers[0].parse(stream, self.content_type, self.parser_context)
+        return self._full_data
+
+
 class IngestView(APIView):
     """A /v1/ endpoint: POST only; a subclass sets its parser (and authentication, if the key is not in the URL)."""
 
@@ -93,6 +107,15 @@ class IngestView(APIView):
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], HttpResponse | None]:
         return exception_handler
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> IngestRequest:
+        return IngestRequest(
+            request,
+            parsers=self.get_parsers(),
+            authenticators=self.get_authenticators(),
+            negotiator=self.get_content_negotiator(),
+            parser_context=self.get_parser_context(request),
+        )
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         """DRF's initial() less what ingest never uses: format suffixes, versions and content negotiation (there is

@@ -4,14 +4,12 @@ bytes as sent."""
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Mapping
 from typing import IO, Any
 
 import orjson
 from rest_framework.parsers import BaseParser
-from rest_framework.request import Request
 
 from deliveries.ingest.endpoint import RequestError
 from deliveries.ingest.normalisation import MAX_EVENT_BYTES
@@ -20,14 +18,6 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_WEBHOOK_BYTES = 512 * 1024
 MAX_DEPTH = 64
 JSON_TYPES = ("application/json", "text/plain", "")  # analytics.js posts text/plain to skip the preflight
-
-
-def body_of(request: Request) -> Any:
-    """`request.data`, also for an empty body: DRF parses nothing when Content-Length is 0, and the view's parser
-    decides what an empty body means (a refusal for the Tracking API, b"" for a webhook)."""
-    if request.stream is None:
-        return request.parsers[0].parse(io.BytesIO(), request.content_type, request.parser_context)
-    return request.data
 
 
 class TrackingParser(BaseParser):

@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from deliveries.ingest.endpoint import IngestView, RequestError, answer, error_response
 from deliveries.ingest.lookups import forget, source_for_write_key
 from deliveries.ingest.normalisation import EventError, Rejection, normalise, rejection_for
-from deliveries.ingest.parsing import WebhookParser, body_of
+from deliveries.ingest.parsing import WebhookParser
 from deliveries.ingest.store import store
 from integrations.models import Source
 from integrations.webhooks import FUNCTIONS, Incoming, SourceFunction, WebhookError
@@ -44,7 +44,7 @@ class WebhookView(IngestView):
         source = webhook_source(write_key)  # a wrong URL is answered, not recorded: there is no source to record it on
         body = b""
         try:
-            body = body_of(request)
+            body = request.data
             function = FUNCTIONS[source.kind](source.config, source.settings)
             incoming = Incoming(body, request.headers, parse_webhook_json(body), received_at)
             if function.verifies:
