@@ -82,8 +82,8 @@ class OneParserOneRenderer(BaseContentNegotiation):
 
 class IngestRequest(Request):
     """DRF's Request, with `data` read by the view's one parser in one step, an empty body included: DRF's own
-    `data` skips the parser when Content-Length is 0 and takes ~20 calls of lazy loading to reach it otherwise,
-    2% of what the hub spends on a single event (bench/README.md, "The Tracking API on DRF")."""
+    `data` skips the parser when Content-Length is 0 and takes ~20 calls of lazy loading to reach it otherwise, a
+    sixth of what DRF adds to a single event (bench/README.md, "The Tracking API on DRF")."""
 
     @property
     def data(self) -> Any:
