@@ -15,55 +15,59 @@ from typing import Any
 
 import orjson
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
+from rest_framework.request import Request
 
+from deliveries.ingest.endpoint import IngestView, RequestError, answer, error_response
 from deliveries.ingest.lookups import forget, source_for_write_key
 from deliveries.ingest.normalisation import EventError, Rejection, normalise, rejection_for
+from deliveries.ingest.parsing import WebhookParser
 from deliveries.ingest.store import store
-from deliveries.ingest.tracking import RequestError, error_response, json_response
 from integrations.models import Source
 from integrations.webhooks import FUNCTIONS, Incoming, SourceFunction, WebhookError
 
 log = logging.getLogger("cdphub.webhooks")
 
-MAX_WEBHOOK_BYTES = 512 * 1024
 EXCERPT_BYTES = 4096
 LAST_BODY_BYTES = 64 * 1024
 
 
-@csrf_exempt
-def webhook_view(request: HttpRequest, write_key: str) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(RequestError(405, "method_not_allowed", "Use POST."))
-    now = timezone.now()
-    received_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    try:
-        source = webhook_source(write_key)
-    except RequestError as exc:
-        return error_response(exc)
-    body = b""
-    try:
-        body = read_webhook_body(request)
-        function = FUNCTIONS[source.kind](source.config, source.settings)
-        incoming = Incoming(body, request.headers, parse_webhook_json(body), received_at)
-        if function.verifies:
-            function.verify(incoming)
-        response = _ingest(source, function, incoming)
-    except Exception as exc:
-        if isinstance(exc, RequestError):
-            error = exc
-        elif isinstance(exc, WebhookError):
-            error = RequestError(exc.status, exc.code, exc.message)
-        else:  # a bug in a source function: the tool retries a 500, and the Debugger shows the request
-            log.exception("the %s source function failed on a request to source %s", source.kind, source.pk)
-            error = RequestError(500, "internal_error", f"cdphub could not read this webhook ({type(exc).__name__}).")
-        excerpt = body[:EXCERPT_BYTES].decode(errors="replace")
-        store(source, [], [rejection_for(excerpt, EventError(error.code, error.message))], received_at)
-        response = error_response(error)
-    remember_result(source, response, received_at, body)
-    return response
+class WebhookView(IngestView):
+    """POST /v1/webhooks/<write key>: the key is in the URL, so no authentication class; the body is read as bytes."""
+
+    parser_classes = [WebhookParser]
+
+    def post(self, request: Request, write_key: str) -> HttpResponse:
+        now = timezone.now()
+        received_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        source = webhook_source(write_key)  # a wrong URL is answered, not recorded: there is no source to record it on
+        body = b""
+        try:
+            body = request.data
+            function = FUNCTIONS[source.kind](source.config, source.settings)
+            incoming = Incoming(body, request.headers, parse_webhook_json(body), received_at)
+            if function.verifies:
+                function.verify(incoming)
+            response = _ingest(source, function, incoming)
+        except Exception as exc:
+            if isinstance(exc, RequestError):
+                error = exc
+            elif isinstance(exc, WebhookError):
+                error = RequestError(exc.status, exc.code, exc.message)
+            else:  # a bug in a source function: the tool retries a 500, and the Debugger shows the request
+                log.exception("the %s source function failed on a request to source %s", source.kind, source.pk)
+                error = RequestError(
+                    500, "internal_error", f"cdphub could not read this webhook ({type(exc).__name__})."
+                )
+            excerpt = body[:EXCERPT_BYTES].decode(errors="replace")
+            store(source, [], [rejection_for(excerpt, EventError(error.code, error.message))], received_at)
+            response = error_response(error)
+        remember_result(source, response, received_at, body)
+        return response
+
+
+webhook_view = WebhookView.as_view()
 
 
 def webhook_source(write_key: str) -> Source:
@@ -80,20 +84,6 @@ def webhook_source(write_key: str) -> Source:
             "the source's kind to the tool that posts the webhook.",
         )
     return source
-
-
-def read_webhook_body(request: HttpRequest) -> bytes:
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    too_large = RequestError(413, "payload_too_large", "The webhook body is over the 512 KB limit.")
-    if length > MAX_WEBHOOK_BYTES:
-        raise too_large
-    body = request.read(MAX_WEBHOOK_BYTES + 1)
-    if len(body) > MAX_WEBHOOK_BYTES:
-        raise too_large
-    return body
 
 
 def parse_webhook_json(body: bytes) -> Any:
@@ -130,8 +120,8 @@ def _ingest(source: Source, function: SourceFunction, incoming: Incoming) -> Htt
         body["rejected"] = [r.as_json() for r in rejections]
     if not payloads:
         body.update(code="invalid_events", message="None of the webhook's events could be accepted.")
-        return json_response(body, 400)
-    return json_response(body)
+        return answer(body, 400)
+    return answer(body)
 
 
 def remember_result(source: Source, response: HttpResponse, at: datetime, body: bytes) -> None:
