@@ -70,7 +70,7 @@ def test_a_signed_in_browser_posting_without_a_csrf_token_still_ingests(source, 
 def test_the_management_apis_openapi_document_leaves_out_the_tracking_api_and_the_webhooks(client):
     paths = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
 
-    assert [path for path in paths if path.startswith("/v1/")] == []
+    assert [path for path in paths if path.startswith("/v1/")] == ["/v1/admin/integrations"]  # Signal's: management
 
 
 def test_an_accept_header_asking_for_html_still_gets_json(client, source):
@@ -112,7 +112,9 @@ def test_a_request_and_its_parsed_batch_are_freed_as_it_ends_not_by_the_cycle_co
             content_type="application/json",
             HTTP_AUTHORIZATION=basic_auth(WRITE_KEY),
         )
-        left = [obj for obj in gc.get_objects() if isinstance(obj, Request)]
+        # type(), not isinstance(): a dead weak proxy among the objects raises on __class__
+        # (other tests' schema generation may leave DRF Requests of its own: only this batch's count)
+        left = [obj for obj in gc.get_objects() if issubclass(type(obj), Request) and obj._request.path == "/v1/batch"]
     finally:
         gc.enable()
 
