@@ -12,10 +12,10 @@ from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from deliveries.api.deliveries import AttemptSerializer, DeliverySerializer, deliveries_with_destination
 from deliveries.api.openapi import NamedChoiceField
 from deliveries.api.pagination import NewestFirst
 from deliveries.api.query import TimeRange, read_query
+from deliveries.api.records import AttemptSerializer, DeliverySerializer, deliveries_with_destination
 from deliveries.api.redaction import WithoutWriteKeys
 from deliveries.models import Attempt, Event
 from deliveries.pages.debugger.views import ATTEMPTS_SHOWN

@@ -18,9 +18,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from deliveries.api.deliveries import ExchangeSerializer
 from deliveries.api.openapi import NamedChoiceField
 from deliveries.api.permissions import needs
+from deliveries.api.records import ExchangeSerializer
 from deliveries.api.redaction import without_write_keys
 from deliveries.engine.routing import decide
 from deliveries.models import Delivery
