@@ -27,7 +27,7 @@ log = logging.getLogger("cdphub.tracking")
 
 MAX_BATCH_EVENTS = 2500
 BATCH_ENDPOINTS = ("batch", "import")
-WRITE_KEY_IN_TEXT = re.compile(r'("writeKey"\s*:\s*)"[^"]*"')
+WRITE_KEY_IN_TEXT = re.compile(r'("writeKey"\s*:\s*)"[^"]*"?')  # "? : a key cut off by the excerpt's end too
 
 
 class TrackingView(IngestView):

@@ -1023,3 +1023,16 @@ def test_it_refuses_methods_other_than_post_with_a_json_405(client, source, meth
     assert response.json() == error("method_not_allowed", "Use POST.")
     assert response["Access-Control-Allow-Origin"] == ORIGIN
     assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"writeKey": "wk_test_website", "x": 1', '{"writeKey":"wk_test_website"', '{"a": 1, "writeKey": "wk_test_we'],
+)
+def test_a_write_key_in_a_refused_bodys_excerpt_is_redacted_whole_or_cut_off(text: str) -> None:
+    from deliveries.ingest.tracking import WRITE_KEY_IN_TEXT
+
+    redacted = WRITE_KEY_IN_TEXT.sub(r'\1"[REDACTED]"', text)
+
+    assert "wk_test" not in redacted
+    assert '"[REDACTED]"' in redacted
