@@ -139,6 +139,7 @@ class Attempt(models.Model):
         RETRY = "retry", "will retry"
         THROTTLED = "throttled", "throttled (waits, not counted)"
         FAILED = "failed"
+        FILTERED = "filtered", "filtered (not sent)"
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
     number = models.PositiveIntegerField()
@@ -150,6 +151,7 @@ class Attempt(models.Model):
     error_message = models.TextField(blank=True)
     hint = models.TextField(blank=True, help_text="What to change to fix the error")
     exchanges = models.JSONField(default=list, blank=True)
+    logs = models.JSONField(default=list, blank=True, help_text="A function's console output, secrets redacted")
 
     class Meta:
         ordering = ["delivery", "number"]

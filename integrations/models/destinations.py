@@ -83,6 +83,17 @@ class Destination(models.Model):
     consent_categories = models.JSONField(
         default=list, blank=True, help_text='Consent categories the user must have granted, e.g. ["Advertising"]'
     )
+    insert_function = models.ForeignKey(
+        "integrations.Function",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="insert_destinations",
+        limit_choices_to={"kind": "insert"},
+        help_text="JavaScript run on each event before it is sent: returns the event changed, or drops it",
+    )
+    insert_settings = models.JSONField(default=dict, blank=True, help_text="The insert function's plain settings")
+    insert_secrets = EncryptedJSONField(help_text="The insert function's sensitive settings, stored encrypted.")
     rate_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most requests per rate period (blank: the vendor's default)"
     )
@@ -128,6 +139,7 @@ class Destination(models.Model):
             found = vendor.validate(self.config, {} if locked else self.credentials, self.mapping)
             problems += [p for p in found if not (locked and p.startswith("credentials"))]
         problems += routing_problems(self.filter, self.consent_categories)
+        problems += self.insert_problems()
         for name in ("timeout", "rate_period"):
             value = getattr(self, name)
             if isinstance(value, int | float) and value <= 0:
@@ -141,6 +153,20 @@ class Destination(models.Model):
                 name = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
                 errors.setdefault(name if name in fields else NON_FIELD_ERRORS, []).append(problem)
             raise ValidationError(errors)
+
+    def insert_problems(self) -> list[str]:
+        """The insert function's kind and settings, checked against what its code declares."""
+        from integrations.functions.declaration import values_problems
+
+        function = self.insert_function
+        if function is None:
+            return ["insert_settings: no insert function is chosen"] if self.insert_settings else []
+        if function.kind != "insert":
+            return [f"insert_function: {function.slug} is a {function.kind} function, not an insert function"]
+        if isinstance(self.insert_secrets, Undecryptable):
+            return [f"insert_secrets: {CANNOT_DECRYPT}"]
+        return values_problems(function.settings, self.insert_settings, self.insert_secrets, "insert_settings",
+                               "insert_secrets")
 
     @property
     def vendor_class(self) -> type[Vendor]:
