@@ -68,7 +68,10 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
                 message += f" (gave up after {number} attempts: the retry deadline has passed)"
             else:
                 fields["next_attempt_at"] = now + timedelta(seconds=delay)
-        if outcome == "delivered":
+        if outcome == "filtered":
+            fields |= {"status": Delivery.Status.FILTERED, "error_code": result.error_code, "error_message": message}
+            fields["hint"] = result.hint
+        elif outcome == "delivered":
             latency = max(0, int((item.finished - delivery.event.received_at).total_seconds() * 1000))
             fields |= {"status": Delivery.Status.DELIVERED, "delivered_at": item.finished, "latency_ms": latency}
             fields |= {"error_code": "", "error_message": "", "hint": ""}
@@ -87,6 +90,7 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
             error_message=message,
             hint=result.hint,
             exchanges=result.exchanges,
+            logs=result.logs,
         )
         changes.append((delivery, fields, attempt))
     with transaction.atomic():
@@ -115,7 +119,7 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
         update = {}
         if any(fields["status"] == Delivery.Status.DELIVERED for _, fields, _ in recorded):
             update["last_delivered_at"] = now
-        errors = [attempt for _, fields, attempt in recorded if fields["status"] != "delivered"]
+        errors = [attempt for _, fields, attempt in recorded if fields["status"] not in ("delivered", "filtered")]
         if errors:
             last = errors[-1]
             update.update(

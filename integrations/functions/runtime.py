@@ -15,6 +15,7 @@ time-out leaves it in doubt. Contexts are created lazily in the process that run
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import re
 import threading
@@ -26,13 +27,14 @@ from typing import Any
 
 import orjson
 from django.conf import settings as django_settings
-from py_mini_racer import JSOOMException, JSParseException, JSTimeoutException, MiniRacer
-from py_mini_racer import JSEvalException
+from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, MiniRacer
 
 from integrations.functions.fetch import Fetcher
 
 JS = Path(__file__).parent / "js"
-PRELUDE = "\n;\n".join((JS / name).read_text(encoding="utf-8") for name in ("url.min.js", "lodash.min.js", "prelude.js"))
+PRELUDE = "\n;\n".join(
+    (JS / name).read_text(encoding="utf-8") for name in ("url.min.js", "lodash.min.js", "prelude.js")
+)
 SOURCE_URL = "\n//# sourceURL=function.js\n"
 HANDLERS = {
     "destination": ("onTrack", "onIdentify", "onPage", "onScreen", "onGroup", "onAlias", "onDelete", "onBatch"),
@@ -115,16 +117,16 @@ class Sandbox:
 
     def has(self, name: str) -> bool:
         with self.lock:
-            return self.load_error is None and not self.broken and self.ctx.eval(f"typeof globalThis[{orjson.dumps(name).decode()}]") == (
-                "function"
+            return (
+                self.load_error is None
+                and not self.broken
+                and self.ctx.eval(f"typeof globalThis[{orjson.dumps(name).decode()}]") == ("function")
             )
 
     def close(self) -> None:
         self.broken = True
-        try:
+        with contextlib.suppress(Exception):  # a context that fails to close is dropped all the same
             self.ctx.close()
-        except Exception:  # noqa: BLE001 - a context that fails to close is dropped all the same
-            pass
 
     def invoke(self, handler: str, args: list[Any], fetcher: Fetcher, timeout: float | None = None) -> Invocation:
         """Run `handler(*args)` to its end: its value or error, console lines, fetch exchanges, emitted events."""
@@ -252,8 +254,14 @@ def syntax_problem(message: str) -> str:
     if not match:
         return ""
     lines = message[match.end() :].split("\n")
-    column = next((len(line) - len(line.lstrip(" ")) + 1 for line in lines[1:4] if line.strip() == "^" * len(line.strip())
-                   and line.strip()), None)
+    column = next(
+        (
+            len(line) - len(line.lstrip(" ")) + 1
+            for line in lines[1:4]
+            if line.strip() == "^" * len(line.strip()) and line.strip()
+        ),
+        None,
+    )
     where = f"line {match.group(1)}" + (f", column {column}" if column else "")
     return f"{where}: {match.group(2)}"
 
@@ -264,8 +272,10 @@ def code_problems(code: str, kind: str) -> list[str]:
     if not code.strip():
         return ["code: write at least one handler, e.g. async function onTrack(event, settings) { … }"]
     if re.search(r"^\s*(import\s+[\w{*]|export\s)", code, re.M):
-        return ["code: import and export are not available: functions have no modules; use the globals "
-                "(fetch, _, btoa, atob, URL …) and define the handlers as plain functions"]
+        return [
+            "code: import and export are not available: functions have no modules; use the globals "
+            "(fetch, _, btoa, atob, URL …) and define the handlers as plain functions"
+        ]
     sandbox = Sandbox(code)
     try:
         if sandbox.load_error is not None:

@@ -165,8 +165,9 @@ class Destination(models.Model):
             return [f"insert_function: {function.slug} is a {function.kind} function, not an insert function"]
         if isinstance(self.insert_secrets, Undecryptable):
             return [f"insert_secrets: {CANNOT_DECRYPT}"]
-        return values_problems(function.settings, self.insert_settings, self.insert_secrets, "insert_settings",
-                               "insert_secrets")
+        return values_problems(
+            function.settings, self.insert_settings, self.insert_secrets, "insert_settings", "insert_secrets"
+        )
 
     @property
     def vendor_class(self) -> type[Vendor]:

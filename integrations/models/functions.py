@@ -42,6 +42,25 @@ class Function(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, user=None, note: str = "", **kwargs) -> None:
+        """Save, keeping a version when the code or the settings changed, and make workers reload it."""
+        with transaction.atomic():
+            last = self.versions.order_by("-number").first() if self.pk else None
+            changed = last is None or last.code != self.code or last.settings != self.settings
+            if changed:
+                self.version = (last.number if last else 0) + 1
+            super().save(*args, **kwargs)
+            if changed:
+                FunctionVersion.objects.create(
+                    function=self,
+                    number=self.version,
+                    code=self.code,
+                    settings=self.settings,
+                    created_by=user,
+                    note=note[:200],
+                )
+                self.touch_users()
+
     def clean(self) -> None:
         from integrations.functions.declaration import declaration_problems
         from integrations.functions.runtime import code_problems
@@ -72,21 +91,6 @@ class Function(models.Model):
             or Source.objects.filter(kind="function", config__function=self.slug).exists()
         )
 
-    def save(self, *args, user=None, note: str = "", **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
-        """Save, keeping a version when the code or the settings changed, and make workers reload it."""
-        with transaction.atomic():
-            last = self.versions.order_by("-number").first() if self.pk else None
-            changed = last is None or last.code != self.code or last.settings != self.settings
-            if changed:
-                self.version = (last.number if last else 0) + 1
-            super().save(*args, **kwargs)
-            if changed:
-                FunctionVersion.objects.create(
-                    function=self, number=self.version, code=self.code, settings=self.settings, created_by=user,
-                    note=note[:200],
-                )
-                self.touch_users()
-
     def touch_users(self) -> None:
         """Bump updated_at of what runs this function: a worker rebuilds a destination's vendor (and its V8
         context) when that changes, so the new code runs from the next drain on."""
@@ -98,7 +102,7 @@ class Function(models.Model):
         Destination.objects.filter(insert_function=self).update(updated_at=now)
         Source.objects.filter(kind="function", config__function=self.slug).update(updated_at=now)
 
-    def roll_back(self, number: int, user=None) -> FunctionVersion:  # noqa: ANN001
+    def roll_back(self, number: int, user=None) -> FunctionVersion:
         """Make version `number`'s code and settings current again, as a new version (history is never rewritten)."""
         old = self.versions.get(number=number)
         self.code, self.settings = old.code, old.settings

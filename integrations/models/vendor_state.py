@@ -105,6 +105,7 @@ class DatabaseState:
     """A vendor's state shared by every worker: see the module's docstring."""
 
     def __init__(self, destination_id: int | None = None) -> None:
+        self.destination_id = destination_id
         self.tokens = DatabaseTokens(destination_id)
         self.memo = MEMO
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Outcome = Literal["delivered", "retry", "throttled", "failed"]
+Outcome = Literal["delivered", "retry", "throttled", "failed", "filtered"]
 
 
 @dataclass
@@ -17,7 +17,9 @@ class Result:
 
     "throttled" means the vendor turned the call away for a rate limit, a concurrency limit or a quota: the
     delivery waits `retry_after` seconds without counting as an attempt, and the whole destination waits with
-    it. `defer` (a daily quota) lets it wait past the retry deadline, for the quota's reset.
+    it. `defer` (a daily quota) lets it wait past the retry deadline, for the quota's reset. "filtered" means
+    the destination declined the event when it was offered (a function with no handler for it, an insert
+    function that dropped it): not sent, not an error, with the reason. `logs`: a function's console output.
     """
 
     outcome: Outcome
@@ -28,6 +30,7 @@ class Result:
     retry_after: float | None = None
     exchanges: list[dict[str, Any]] = field(default_factory=list)
     defer: bool = False
+    logs: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
