@@ -18,7 +18,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from deliveries.api.pagination import Cursor
-from deliveries.api.secrets import HOW, STATE_SCHEMA, SecretsField, merged, refuse_fields, sees_secrets, stored_state
+from deliveries.api.secrets import (
+    HOW,
+    STATE_SCHEMA,
+    SecretsField,
+    declared_by,
+    merged,
+    refuse_fields,
+    sees_secrets,
+    stored_state,
+)
 from deliveries.api.serializers import ENABLED, StrictModelSerializer, strict_boolean
 from integrations import webhooks
 from integrations.models import Source
@@ -71,7 +80,7 @@ class SourceSerializer(StrictModelSerializer):
     def get_settings_set(self, source: Source) -> dict[str, str] | None:
         if not sees_secrets(self.context["request"]):
             return None
-        return stored_state(source.settings, secrets_class(source.kind))
+        return stored_state(source.settings, declared_by(secrets_class(source.kind)))
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         row = self.instance if self.instance is not None else Source()
@@ -87,7 +96,7 @@ class SourceSerializer(StrictModelSerializer):
             raise serializers.ValidationError(
                 {"settings": [f"A source of kind {row.kind!r} takes no settings: only webhook sources have a secret."]}
             )
-        row.settings = merged(declared, given, row.settings if row.pk else {})
+        row.settings = merged(declared_by(declared), given, row.settings if row.pk else {})
         self.clean_row(row)
         self.row = row
         return attrs
