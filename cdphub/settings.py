@@ -214,7 +214,7 @@ SPECTACULAR_SETTINGS = {
         "Configure sources and destinations, read events and their deliveries, retry and replay, and export or "
         "import the workspace. Authenticate with `Authorization: Bearer <API token>` (create one in the admin "
         "under API tokens); a token acts as its user, so a Marketer's token has a Marketer's limits. Secrets are "
-        "write-only: accepted on create and update, answered as \"set\", never returned."
+        'write-only: accepted on create and update, answered as "set", never returned.'
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
