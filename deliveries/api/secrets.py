@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from integrations.admin.base import MANAGE_CREDENTIALS, sees_secrets
 from integrations.crypto import CANNOT_DECRYPT, Undecryptable
 from integrations.forms import credential_keys
+from integrations.functions.declaration import FunctionCode
 from integrations.models import Function
 
 SET = "set"
@@ -72,11 +73,15 @@ def declared_by(secrets_class: type | None) -> list[str] | None:
     return [key.name for key in credential_keys(secrets_class)] if secrets_class is not None else None
 
 
-def declared_by_function(function: Function | None) -> list[str]:
+def declared_by_function(function: Function | FunctionCode | None) -> list[str]:
     """The sensitive settings a function declares: a function destination's credentials, an insert function's
-    secrets (no function: none)."""
-    items = function.declared(sensitive=True) if function is not None else []
-    return [item["name"] for item in items if isinstance(item.get("name"), str)]
+    secrets, a JavaScript source's settings beside its signing secret (no function: none)."""
+    items = function.settings if function is not None and isinstance(function.settings, list) else []
+    return [
+        item["name"]
+        for item in items
+        if isinstance(item, dict) and item.get("sensitive") and isinstance(item.get("name"), str)
+    ]
 
 
 def stored_state(stored: Any, declared: Collection[str] | None) -> dict[str, str]:

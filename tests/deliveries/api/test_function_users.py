@@ -1,6 +1,7 @@
-"""/api/v1/destinations with functions: a destination function's sensitive settings are its credentials (write-only,
-kept key by key like any vendor's), an insert function is chosen by slug with its plain settings and write-only
-secrets, each checked against what the function declares; an attempt's console lines are in its delivery."""
+"""What runs functions, through the API: a destination function's sensitive settings are its credentials and a
+JavaScript source's are among its settings (write-only, kept key by key like any vendor's), an insert function is
+chosen by slug with its plain settings and write-only secrets, each checked against what the function declares; an
+attempt's console lines are in its delivery."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.utils import timezone
 
 from deliveries.models import Attempt, Delivery, Event
 from integrations.crypto import CANNOT_DECRYPT, Undecryptable
-from integrations.models import ApiToken, Destination, Function
+from integrations.models import ApiToken, Destination, Function, Source
 from tests.deliveries.api.conftest import client_with
 
 pytestmark = pytest.mark.django_db
@@ -19,6 +20,8 @@ API_KEY = "crmApiKeyDestinationTest_7c1e"
 LOOKUP_TOKEN = "lookupTokenInsertTest_3a9f0b"
 CRM_CODE = "async function onTrack(event, settings) { await fetch('https://crm.example.com/' + settings.region); }"
 INSERT_CODE = "async function onTrack(event, settings) { return event; }"
+BILLING_TOKEN = "billApiTokenSourceTest_4d3c2b1a"
+SIGNING_SECRET = "whsec_billingSourceTest_9e8d7c"
 CRM = {
     "name": "CRM",
     "slug": "crm",
@@ -202,3 +205,54 @@ def test_an_attempts_console_lines_are_in_its_delivery(api, crm, source) -> None
     assert answer["attempt_log"][0]["logs"] == logs
     trace = api.get(f"/api/v1/events/{event.pk}").json()
     assert trace["deliveries"][0]["attempt_log"][0]["logs"] == logs
+
+
+@pytest.fixture
+def billing(db) -> Function:
+    declaration = [{"name": "apiToken", "type": "string", "sensitive": True, "required": True}]
+    code = "async function onRequest(request, settings) { Segment.track({userId: 'u', event: 'Paid'}); }"
+    function = Function(name="Billing", slug="billing-webhooks", kind="source", code=code, settings=declaration)
+    function.save()
+    return function
+
+
+def test_a_javascript_sources_sensitive_settings_are_kept_key_by_key_beside_its_signing_secret(
+    api, marketer_api, billing
+) -> None:
+    body = {
+        "name": "Billing",
+        "slug": "billing",
+        "kind": "function",
+        "config": {"function": "billing-webhooks", "signature_header": "X-Signature"},
+        "settings": {"apiToken": BILLING_TOKEN, "signing_secret": SIGNING_SECRET},
+    }
+    response = api.post("/api/v1/sources", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["settings_set"] == {"apiToken": "set", "signing_secret": "set"}
+
+    assert api.patch("/api/v1/sources/billing", {"name": "Billing (live)"}, format="json").status_code == 200
+    assert Source.objects.get(slug="billing").settings == {"apiToken": BILLING_TOKEN, "signing_secret": SIGNING_SECRET}
+    answer = api.patch("/api/v1/sources/billing", {"settings": {"signing_secret": None}}, format="json")
+    assert answer.json()["settings_set"] == {"apiToken": "set"}
+    answer = api.patch("/api/v1/sources/billing", {"settings": {"apiToken": None}}, format="json")
+    assert answer.json() == {"settings": ["settings.apiToken: required"]}
+    for client in (api, marketer_api):
+        text = client.get("/api/v1/sources/billing").content.decode()
+        assert BILLING_TOKEN not in text
+        assert SIGNING_SECRET not in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"config": {"function": "nope"}}, "config.function: there is no source function 'nope'"),
+        ({"settings": {}}, "settings.apiToken: required"),
+        ({"settings": {"apiToken": "t", "other": "x"}}, "settings.other: the function declares no such setting"),
+    ],
+)
+def test_a_javascript_sources_settings_are_checked_against_its_declaration(api, billing, change, message) -> None:
+    body = {"name": "Billing", "slug": "billing", "kind": "function", "config": {"function": "billing-webhooks"}}
+    response = api.post("/api/v1/sources", {**body, "settings": {"apiToken": "t"}, **change}, format="json")
+    assert response.status_code == 400
+    assert message in " ".join(m for messages in response.json().values() for m in messages), response.json()
+    assert not Source.objects.exists()
