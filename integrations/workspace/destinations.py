@@ -1,25 +1,20 @@
-"""Workspace as code: read, validate and apply a workspace file; export the same shape without secrets.
-
-Sources and destinations are matched by slug. A key left out of the file keeps the stored value (a new row
-gets the model default); destination `credentials` left out keep the stored secrets, so an exported file,
-which never holds them, re-imports without change. Every problem is listed with its place and nothing is
-applied unless the whole file is good.
-"""
+"""The workspace file's destinations: each checked with the rules of Destination.clean() on the row as it will be
+(the stored one with the file's values on top), then upserted by slug, writing only what changed; exported
+without their credentials."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from integrations.models import Destination, Source
 from integrations.vendors import VENDORS
+from integrations.workspace.report import ImportReport
 
-SOURCE_KEYS = {"slug", "name", "kind", "write_key", "enabled", "config", "settings"}
 # The workspace key of each destination setting, in export order; retry_deadline is written in seconds.
 DESTINATION_KEYS = (
     "slug",
@@ -41,106 +36,6 @@ DESTINATION_KEYS = (
 INTEGER_OR_NULL = ("rate_limit", "concurrency")
 NUMBER_OR_NULL = ("rate_period",)
 NUMBER = ("timeout", "retry_deadline_seconds")
-
-
-class WorkspaceError(Exception):
-    """The file cannot be imported; `problems` lists every bad field, nothing was changed."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-@dataclass
-class ImportReport:
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    destinations_created: list[str] = field(default_factory=list)
-    destinations_updated: list[tuple[str, list[str]]] = field(default_factory=list)
-    destinations_unchanged: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        """One line per source, then per destination; changed destination fields by name, never by value."""
-        out = [
-            f"{verb} source {slug}"
-            for verb, slugs in (("created", self.created), ("updated", self.updated), ("unchanged", self.unchanged))
-            for slug in slugs
-        ]
-        out += [f"created destination {slug}" for slug in self.destinations_created]
-        out += [f"updated destination {slug} ({', '.join(names)})" for slug, names in self.destinations_updated]
-        out += [f"unchanged destination {slug}" for slug in self.destinations_unchanged]
-        return out
-
-
-# Sources ---------------------------------------------------------------------------------------------
-
-
-def _source_fields(index: int, spec: Any, problems: list[str]) -> dict[str, Any] | None:
-    where = f"sources[{index}]"
-    if not isinstance(spec, dict):
-        problems.append(f"{where}: must be an object")
-        return None
-    unknown = set(spec) - SOURCE_KEYS
-    if unknown:
-        problems.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
-    slug = spec.get("slug")
-    where = f"sources[{index}] ({slug})" if isinstance(slug, str) else where
-    values = {k: spec[k] for k in SOURCE_KEYS & set(spec)}
-    # The settings (secrets) are checked with the rest, the way the source function will read them.
-    instance = Source(**{"name": slug, **values})
-    try:
-        instance.full_clean(exclude=["write_key"] if "write_key" not in spec else [], validate_unique=False)
-    except ValidationError as exc:
-        problems.extend(f"{where}.{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
-    else:  # compare and store what Django stores (2024 -> "2024"), or a re-import always looks changed
-        values.update({k: getattr(instance, k) for k in values if k != "settings"})
-    said = any(p.startswith(f"{where}.settings") for p in problems)  # by the source function's check
-    if "settings" in spec and not isinstance(spec["settings"], dict) and not said:
-        problems.append(f"{where}.settings: must be an object")
-    if "enabled" in spec and not isinstance(spec["enabled"], bool):
-        problems.append(f"{where}.enabled: must be true or false")
-    return values
-
-
-def _check_sources(data: dict[str, Any], problems: list[str]) -> list[dict[str, Any]]:
-    specs = data.get("sources", [])
-    if not isinstance(specs, list):
-        problems.append("sources: must be a list")
-        specs = []
-    parsed = [_source_fields(i, spec, problems) for i, spec in enumerate(specs)]
-    slugs = [p["slug"] for p in parsed if p and isinstance(p.get("slug"), str)]
-    keys = [p["write_key"] for p in parsed if p and isinstance(p.get("write_key"), str)]
-    for label, values in (("slug", slugs), ("write_key", keys)):
-        repeated = sorted({v for v in values if values.count(v) > 1})
-        if repeated:
-            problems.append(f"sources: {label} used more than once: {', '.join(repeated)}")
-    for values in parsed:
-        if values and "write_key" in values:
-            clash = Source.objects.filter(write_key=values["write_key"]).exclude(slug=values.get("slug")).first()
-            if clash:
-                problems.append(f"sources ({values.get('slug')}): write_key is already used by source {clash.slug}")
-    return [p for p in parsed if p is not None]
-
-
-def _apply_sources(parsed: list[dict[str, Any]], report: ImportReport) -> None:
-    for values in parsed:
-        source = Source.objects.filter(slug=values["slug"]).first()
-        if source is None:
-            Source.objects.create(**{"name": values["slug"], **values})
-            report.created.append(values["slug"])
-            continue
-        changed = [k for k, v in values.items() if getattr(source, k) != v]
-        if changed:
-            for name in changed:
-                setattr(source, name, values[name])
-            source.save()
-            report.updated.append(values["slug"])
-        else:
-            report.unchanged.append(values["slug"])
-
-
-# Destinations ----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -252,7 +147,7 @@ def _destination_plan(index: int, spec: Any, known_sources: set[str], problems: 
     return DestinationPlan(slug, {name: getattr(instance, name) for name in values}, sources)
 
 
-def _check_destinations(data: dict[str, Any], known_sources: set[str], problems: list[str]) -> list[DestinationPlan]:
+def check_destinations(data: dict[str, Any], known_sources: set[str], problems: list[str]) -> list[DestinationPlan]:
     specs = data.get("destinations", [])
     if not isinstance(specs, list):
         problems.append("destinations: must be a list")
@@ -265,7 +160,7 @@ def _check_destinations(data: dict[str, Any], known_sources: set[str], problems:
     return [p for p in plans if p is not None]
 
 
-def _apply_destinations(plans: list[DestinationPlan], report: ImportReport) -> None:
+def apply_destinations(plans: list[DestinationPlan], report: ImportReport) -> None:
     sources = {s.slug: s for s in Source.objects.all()}
     for plan in plans:
         destination = Destination.objects.filter(slug=plan.slug).first()
@@ -292,64 +187,31 @@ def _apply_destinations(plans: list[DestinationPlan], report: ImportReport) -> N
         report.destinations_updated.append((plan.slug, names))
 
 
-# Import and export -----------------------------------------------------------------------------------
-
-
-def import_workspace(data: Any) -> ImportReport:
-    """Upsert sources, then destinations, by slug; importing the same file twice changes nothing."""
-    problems: list[str] = []
-    if not isinstance(data, dict):
-        raise WorkspaceError(["The workspace file must hold a JSON object with sources and destinations lists."])
-    unknown = set(data) - {"sources", "destinations"}
-    if unknown:
-        problems.append(f"unknown top-level keys: {', '.join(sorted(unknown))}")
-    sources = _check_sources(data, problems)
-    known_sources = set(Source.objects.values_list("slug", flat=True)) | {
-        s["slug"] for s in sources if isinstance(s.get("slug"), str)
-    }
-    destinations = _check_destinations(data, known_sources, problems)
-    if problems:  # one line each: JMESPath errors come with a caret line under the expression
-        raise WorkspaceError([" ".join(p.split()) for p in problems])
-
-    report = ImportReport()
-    with transaction.atomic():
-        _apply_sources(sources, report)
-        _apply_destinations(destinations, report)
-    return report
-
-
 def _seconds(value: timedelta) -> int | float:
     seconds = value.total_seconds()
     return int(seconds) if seconds.is_integer() else seconds
 
 
-def export_workspace() -> dict[str, Any]:
-    """Return the workspace in the import format; secrets (source settings, credentials) are left out."""
-    # Secrets are not even loaded (nor decrypted): deferred fields are read only when touched.
+def exported_destinations() -> list[dict[str, Any]]:
+    """The destinations in the file's format; their credentials are not even loaded (nor decrypted): deferred
+    fields are read only when touched."""
     destinations = Destination.objects.order_by("slug").defer("credentials").prefetch_related("sources")
-    return {
-        "sources": [
-            {"slug": s.slug, "name": s.name, "kind": s.kind, "write_key": s.write_key, "enabled": s.enabled}
-            | ({"config": s.config} if s.config else {})
-            for s in Source.objects.order_by("slug").defer("settings")
-        ],
-        "destinations": [
-            {
-                "slug": d.slug,
-                "name": d.name,
-                "vendor": d.vendor,
-                "sources": sorted(s.slug for s in d.sources.all()),
-                "enabled": d.enabled,
-                "config": d.config,
-                "filter": d.filter,
-                "mapping": d.mapping,
-                "consent_categories": d.consent_categories,
-                "rate_limit": d.rate_limit,
-                "rate_period": d.rate_period,
-                "concurrency": d.concurrency,
-                "timeout": d.timeout,
-                "retry_deadline_seconds": _seconds(d.retry_deadline),
-            }
-            for d in destinations
-        ],
-    }
+    return [
+        {
+            "slug": d.slug,
+            "name": d.name,
+            "vendor": d.vendor,
+            "sources": sorted(s.slug for s in d.sources.all()),
+            "enabled": d.enabled,
+            "config": d.config,
+            "filter": d.filter,
+            "mapping": d.mapping,
+            "consent_categories": d.consent_categories,
+            "rate_limit": d.rate_limit,
+            "rate_period": d.rate_period,
+            "concurrency": d.concurrency,
+            "timeout": d.timeout,
+            "retry_deadline_seconds": _seconds(d.retry_deadline),
+        }
+        for d in destinations
+    ]
