@@ -24,8 +24,11 @@ def _source_fields(index: int, spec: Any, problems: list[str]) -> dict[str, Any]
     slug = spec.get("slug")
     where = f"sources[{index}] ({slug})" if isinstance(slug, str) else where
     values = {k: spec[k] for k in SOURCE_KEYS & set(spec)}
-    # The settings (secrets) are checked with the rest, the way the source function will read them.
-    instance = Source(**{"name": slug, **values})
+    # The settings (secrets) are checked with the rest, the way the source function will read them; what the file
+    # leaves out keeps its stored value, so the check reads that (a JavaScript source's required secret, say).
+    existing = Source.objects.filter(slug=slug).first() if isinstance(slug, str) else None
+    kept = {k: getattr(existing, k) for k in ("name", "kind", "enabled", "config", "settings")} if existing else {}
+    instance = Source(**{"name": slug, **kept, **values})
     try:
         instance.full_clean(exclude=["write_key"] if "write_key" not in spec else [], validate_unique=False)
     except ValidationError as exc:
