@@ -1,6 +1,7 @@
 """The workspace file's destinations: each checked with the rules of Destination.clean() on the row as it will be
 (the stored one with the file's values on top), then upserted by slug, writing only what changed; exported
-without their credentials."""
+without their credentials. A destination's insert function is named by slug, with its plain `insert_settings`
+(exported) and its `insert_secrets` (never exported, kept when left out, like credentials)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from integrations.models import Destination, Source
+from integrations.models import Destination, Function, Source
 from integrations.vendors import VENDORS
 from integrations.workspace.report import ImportReport
 
@@ -24,6 +25,9 @@ DESTINATION_KEYS = (
     "enabled",
     "config",
     "credentials",
+    "insert_function",
+    "insert_settings",
+    "insert_secrets",
     "filter",
     "mapping",
     "consent_categories",
@@ -103,6 +107,15 @@ def _destination_plan(index: int, spec: Any, known_sources: set[str], problems: 
             missing = [s for s in sources if s not in known_sources]
             if missing:
                 found.append(f"{where}.sources: no source with slug {', '.join(map(repr, missing))}")
+    chosen, insert = spec.get("insert_function"), None
+    if chosen is not None:  # a slug: the file's own functions are stored by now
+        insert = Function.objects.filter(slug=chosen).first() if isinstance(chosen, str) else None
+        if insert is None:
+            bad.add("insert_function")
+            found.append(
+                f"{where}.insert_function: "
+                + (f"no function with slug {chosen[:60]!r}" if isinstance(chosen, str) else "must be a slug or null")
+            )
 
     values = {
         k: spec[k]
@@ -112,6 +125,11 @@ def _destination_plan(index: int, spec: Any, known_sources: set[str], problems: 
     for name in INTEGER_OR_NULL:
         if values.get(name) is not None:
             values[name] = int(values[name])  # 20.0 -> 20
+    if "insert_function" in values:
+        values["insert_function"] = insert
+        if insert is None:  # no insert function: none of its settings or secrets either, unless the file says
+            values.setdefault("insert_settings", {})
+            values.setdefault("insert_secrets", {})
     if "retry_deadline_seconds" in spec and "retry_deadline_seconds" not in bad:
         try:
             values["retry_deadline"] = timedelta(seconds=spec["retry_deadline_seconds"])
@@ -129,7 +147,8 @@ def _destination_plan(index: int, spec: Any, known_sources: set[str], problems: 
     if "vendor" in bad:
         instance.vendor = ""  # no vendor rules for a vendor that does not exist
     try:
-        instance.clean_fields(exclude=["vendor", "credentials"] + ([] if isinstance(slug, str) else ["slug", "name"]))
+        secrets = ["credentials", "insert_function", "insert_secrets"]  # checked by clean(), with better words
+        instance.clean_fields(exclude=["vendor", *secrets] + ([] if isinstance(slug, str) else ["slug", "name"]))
     except ValidationError as exc:
         found.extend(f"{where}.{_key(name)}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
     try:
@@ -193,9 +212,14 @@ def _seconds(value: timedelta) -> int | float:
 
 
 def exported_destinations() -> list[dict[str, Any]]:
-    """The destinations in the file's format; their credentials are not even loaded (nor decrypted): deferred
-    fields are read only when touched."""
-    destinations = Destination.objects.order_by("slug").defer("credentials").prefetch_related("sources")
+    """The destinations in the file's format; their credentials and insert secrets are not even loaded (nor
+    decrypted): deferred fields are read only when touched."""
+    destinations = (
+        Destination.objects.order_by("slug")
+        .defer("credentials", "insert_secrets")
+        .select_related("insert_function")
+        .prefetch_related("sources")
+    )
     return [
         {
             "slug": d.slug,
@@ -204,6 +228,11 @@ def exported_destinations() -> list[dict[str, Any]]:
             "sources": sorted(s.slug for s in d.sources.all()),
             "enabled": d.enabled,
             "config": d.config,
+            **(
+                {"insert_function": d.insert_function.slug, "insert_settings": d.insert_settings}
+                if d.insert_function is not None
+                else {}
+            ),
             "filter": d.filter,
             "mapping": d.mapping,
             "consent_categories": d.consent_categories,

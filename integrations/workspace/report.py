@@ -21,10 +21,17 @@ class ImportReport:
     destinations_created: list[str] = field(default_factory=list)
     destinations_updated: list[tuple[str, list[str]]] = field(default_factory=list)
     destinations_unchanged: list[str] = field(default_factory=list)
+    functions_created: list[str] = field(default_factory=list)
+    functions_updated: list[tuple[str, list[str]]] = field(default_factory=list)
+    functions_unchanged: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        """One line per source, then per destination; changed destination fields by name, never by value."""
-        out = [
+        """One line per function, then per source, then per destination (the order they are imported in); changed
+        fields by name, never by value."""
+        out = [f"created function {slug}" for slug in self.functions_created]
+        out += [f"updated function {slug} ({', '.join(names)})" for slug, names in self.functions_updated]
+        out += [f"unchanged function {slug}" for slug in self.functions_unchanged]
+        out += [
             f"{verb} source {slug}"
             for verb, slugs in (("created", self.created), ("updated", self.updated), ("unchanged", self.unchanged))
             for slug in slugs
