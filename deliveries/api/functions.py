@@ -1,7 +1,7 @@
 """/api/v1/functions: the team's JavaScript (Segment's function contract) by slug, with the settings it declares.
 Function.clean() is the one place code is checked, as in the admin: a syntax error is a 400 under `code` with its
-line and column. Every save that changes the code or the declaration keeps a version with the caller as its author;
-/versions lists them, /versions/<number> reads one, /rollback makes one current again (as a new version).
+line and column. Every save that changes the code or the declaration keeps a version with the caller as its author
+(read and rolled back in deliveries/api/function_versions.py; Run test is deliveries/api/function_tester.py).
 
 Destinations and sources name their function by slug, so a function in use is neither deleted (409) nor renamed
 (400), and the answer says which rows use it."""
@@ -11,51 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import ProtectedError, QuerySet
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    extend_schema_field,
     extend_schema_view,
     inline_serializer,
 )
 from rest_framework import exceptions, serializers, status, viewsets
-from rest_framework.decorators import action
-from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.reverse import reverse
 
 from deliveries.api.function_examples import ANSWER, CHANGE_EXAMPLES, CREATE_EXAMPLES
 from deliveries.api.function_tester import FunctionTestActions
+from deliveries.api.function_versions import DeclarationField, FunctionVersionActions
 from deliveries.api.openapi import NamedChoiceField
 from deliveries.api.pagination import Cursor
-from deliveries.api.permissions import needs
 from deliveries.api.serializers import StrictModelSerializer
-from integrations.functions.declaration import TYPES
-from integrations.models import Destination, Function, FunctionVersion, Source
-
-CHANGE = ("integrations.view_function", "integrations.change_function")
-
-
-class DeclaredSettingSerializer(serializers.Serializer):
-    """One setting the code reads from its `settings` argument (documentation of the stored JSON)."""
-
-    name = serializers.CharField(help_text="A JavaScript identifier: the code reads settings.<name>")
-    label = serializers.CharField(required=False, help_text="What the admin's form calls it")
-    type = NamedChoiceField([(t, t) for t in TYPES], enum="SettingType", help_text="Default: string")
-    description = serializers.CharField(required=False)
-    required = serializers.BooleanField(required=False)
-    sensitive = serializers.BooleanField(
-        required=False,
-        help_text="A secret (a string): stored encrypted on each destination or source, write-only everywhere",
-    )
-
-
-@extend_schema_field(DeclaredSettingSerializer(many=True))
-class DeclarationField(serializers.JSONField):
-    """The declaration as stored; Function.clean() checks it item by item."""
+from integrations.models import Destination, Function, Source
 
 
 def named_by(function: Function) -> list[str]:
@@ -147,45 +118,6 @@ class FunctionSerializer(StrictModelSerializer):
         return self.create(validated_data)
 
 
-class FunctionVersionSerializer(serializers.ModelSerializer):
-    """A kept state of the function: its number, when, by whom and why."""
-
-    url = serializers.SerializerMethodField()
-    created_by = serializers.SerializerMethodField()
-
-    class Meta:
-        model = FunctionVersion
-        fields = ["number", "url", "created_at", "created_by", "note"]
-        read_only_fields = fields
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_url(self, version: FunctionVersion) -> str:
-        where = {"slug": self.context["function"].slug, "number": version.number}
-        return reverse("function-version", kwargs=where, request=self.context["request"])
-
-    @extend_schema_field(
-        {
-            "type": "string",
-            "nullable": True,
-            "description": "The user who saved it (null: the workspace command or a deleted user)",
-        }
-    )
-    def get_created_by(self, version: FunctionVersion) -> str | None:
-        return version.created_by.get_username() if version.created_by is not None else None
-
-
-class FunctionVersionDetailSerializer(FunctionVersionSerializer):
-    settings = DeclarationField(read_only=True, help_text="The settings declaration of this version")
-
-    class Meta(FunctionVersionSerializer.Meta):
-        fields = [*FunctionVersionSerializer.Meta.fields, "code", "settings"]
-        read_only_fields = fields
-
-
-class FunctionRollbackSerializer(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1, help_text="The number of the version to make current again")
-
-
 RIGHTS = (
     " Needs `integrations.add_function` (create) or `integrations.change_function` (change): an administrator's, "
     "or a Marketer's only if the Marketer group was given them."
@@ -208,8 +140,8 @@ RIGHTS = (
     create=extend_schema(
         summary="Create a function",
         description="Checked as the admin checks it: the code is loaded in a throwaway V8 context, so a syntax "
-        'error is a 400 under `code` with its line and column (`{"code": ["code: SyntaxError: Unexpected token '
-        "'}' (line 3, column 1)\"]}`), as is code without a handler of its kind; each bad item of the settings "
+        'error is a 400 under `code` with its line and column (`{"code": ["code: line 2, column 13: SyntaxError: '
+        "Unexpected token ';'\"]}`), as is code without a handler of its kind; each bad item of the settings "
         "declaration is a 400 under `settings`. Nothing is saved then. The first version is kept." + RIGHTS,
         examples=[*CREATE_EXAMPLES, ANSWER],
     ),
@@ -232,8 +164,9 @@ RIGHTS = (
         responses={204: None, 409: OpenApiResponse(inline_serializer("InUse", {"detail": serializers.CharField()}))},
     ),
 )
-class FunctionViewSet(FunctionTestActions, viewsets.ModelViewSet):
-    """Bases stay open: Run test is a mixin added in front (deliveries/api/function_tester.py)."""
+class FunctionViewSet(FunctionVersionActions, FunctionTestActions, viewsets.ModelViewSet):
+    """Bases stay open: versions and rollback (deliveries/api/function_versions.py) and Run test
+    (deliveries/api/function_tester.py) are mixins added in front."""
 
     queryset = Function.objects.all()
     serializer_class = FunctionSerializer
@@ -261,60 +194,3 @@ class FunctionViewSet(FunctionTestActions, viewsets.ModelViewSet):
             f"The function is in use: {', '.join(users)}. Point them at another function (or remove the insert "
             "function) first; nothing was deleted."
         )
-
-    @extend_schema(
-        summary="List a function's versions",
-        description="Newest first, a page at a time; each with its number, author and note (read one for its code).",
-        responses=FunctionVersionSerializer(many=True),
-    )
-    @action(detail=True, methods=["get"], url_path="versions", url_name="versions")
-    def versions(self, request: Request, slug: str | None = None) -> Response:
-        function = self.get_object()
-        versions = function.versions.select_related("created_by")
-        page = self.paginate_queryset(versions)
-        context = {"request": request, "function": function}
-        return self.get_paginated_response(FunctionVersionSerializer(page, many=True, context=context).data)
-
-    @extend_schema(summary="Read a version", description="Its code and settings declaration, as saved then.")
-    @action(
-        detail=True,
-        methods=["get"],
-        url_path=r"versions/(?P<number>[0-9]{1,9})",
-        url_name="version",
-        serializer_class=FunctionVersionDetailSerializer,
-        pagination_class=None,
-    )
-    def version(self, request: Request, slug: str | None = None, number: str | None = None) -> Response:
-        function = self.get_object()
-        found = function.versions.select_related("created_by").filter(number=int(number or 0)).first()
-        if found is None:
-            raise exceptions.NotFound(
-                f"There is no version {number}: this function has versions 1 to {function.version}."
-            )
-        return Response(FunctionVersionDetailSerializer(found, context={"request": request, "function": function}).data)
-
-    @extend_schema(
-        summary="Roll back to a version",
-        description="Make an earlier version's code and settings current again. History is never rewritten: it "
-        "becomes a new version, noted as a rollback, and what runs the function uses it from its next event. "
-        "Checked first, as a save is (the function's kind may have changed since). Needs "
-        "`integrations.change_function`.",
-        request=FunctionRollbackSerializer,
-        responses={200: FunctionSerializer},
-        examples=[OpenApiExample("Back to version 3", value={"version": 3}, request_only=True)],
-    )
-    @action(detail=True, methods=["post"], permission_classes=[needs(*CHANGE)])
-    def rollback(self, request: Request, slug: str | None = None) -> Response:
-        function = self.get_object()
-        body = FunctionRollbackSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        number = body.validated_data["version"]
-        old = function.versions.filter(number=number).first()
-        if old is None:
-            raise serializers.ValidationError(
-                {"version": [f"There is no version {number}: this function has versions 1 to {function.version}."]}
-            )
-        function.code, function.settings = old.code, old.settings
-        self.get_serializer().clean_row(function)
-        function.roll_back(number, user=request.user)
-        return Response(self.get_serializer(function).data)
