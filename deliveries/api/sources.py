@@ -48,9 +48,8 @@ def secrets_class(kind: str) -> type | None:
 
 
 def secret_names(source: Source) -> list[str] | None:
-    """The secrets a source keeps: its source function's (a signing secret), and for a JavaScript source the
-    sensitive settings its function declares too (None while there is no such function: the model's check says so).
-    """
+    """The secrets a source keeps: its kind's (a signing secret), and a JavaScript source's function's sensitive
+    settings too (None while that function is missing: the model's check says so)."""
     names = declared_by(secrets_class(source.kind))
     if source.kind != "function":
         return names
