@@ -132,7 +132,8 @@ class Sandbox:
         """Run `handler(*args)` to its end: its value or error, console lines, fetch exchanges, emitted events."""
         with self.lock:
             started = time.monotonic()
-            result = self._invoke(handler, args, fetcher, started + (timeout or limits()["timeout"]))
+            limit = timeout or limits()["timeout"]
+            result = self._invoke(handler, args, fetcher, started + limit, limit)
             result.duration_ms = round((time.monotonic() - started) * 1000, 2)
             if self.broken:
                 self.close()  # now: a context stopped mid-run and left open keeps the process from exiting
@@ -140,7 +141,7 @@ class Sandbox:
             result.logs = [{**line, "message": fetcher.redact(line["message"])} for line in result.logs]
             return result
 
-    def _invoke(self, handler: str, args: list[Any], fetcher: Fetcher, deadline: float) -> Invocation:
+    def _invoke(self, handler: str, args: list[Any], fetcher: Fetcher, deadline: float, limit: float) -> Invocation:
         if self.load_error is not None:
             return Invocation(error=self.load_error)
         if self.broken:
@@ -185,9 +186,7 @@ class Sandbox:
             self._finish(result, deadline)
         except JSTimeoutException:
             self.broken = True  # V8 was stopped mid-way: the code's own state may be half-changed
-            result.error = FunctionError(
-                "Timeout", "function_timeout", f"the function ran past its {limits()['timeout']:g} s limit"
-            )
+            result.error = FunctionError("Timeout", "function_timeout", f"the function ran past its {limit:g} s limit")
         except JSOOMException:
             self.broken = True
             result.error = FunctionError(
@@ -195,9 +194,7 @@ class Sandbox:
             )
         except OutOfTime:
             self.broken = True
-            result.error = FunctionError(
-                "Timeout", "function_timeout", f"the function ran past its {limits()['timeout']:g} s limit"
-            )
+            result.error = FunctionError("Timeout", "function_timeout", f"the function ran past its {limit:g} s limit")
         if result.error is not None and result.error.code in ("console_limit", "forbidden", "too_many_fetches"):
             self.broken = True  # it may have caught what it was told: start clean next time
         return result
