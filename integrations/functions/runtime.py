@@ -88,6 +88,14 @@ class Invocation:
     missing: bool = False  # the code has no handler of that name
 
 
+# V8 here has no module loader: import('fs') rejects with a bare "Not supported", which says nothing to the
+# person reading the attempt; code that uses import() gets this instead.
+DYNAMIC_IMPORT = re.compile(r"\bimport\s*\(")
+IMPORT_REFUSED = (
+    "import() is not available: functions have no modules. "
+    "Use the globals: fetch, Headers, URL, URLSearchParams, btoa, atob, _ (lodash), cache, console"
+)
+
 ERROR_CODES = {
     "RetryError": "function_retry",
     "EventNotSupported": "event_not_supported",
@@ -108,6 +116,7 @@ class Sandbox:
         self.ctx.set_hard_memory_limit(self.memory)
         self.ctx.eval(PRELUDE)
         self.load_error: FunctionError | None = None
+        self.imports = DYNAMIC_IMPORT.search(code) is not None
         try:
             self.ctx.eval(code + SOURCE_URL, timeout_sec=LOAD_SECONDS)
         except Exception as exc:  # the error is the invocation's, every time until the code is fixed
@@ -168,6 +177,8 @@ class Sandbox:
                         result.value = orjson.loads(done["value"])
                     else:
                         result.error = thrown(done["error"])
+                        if self.imports and (result.error.name, result.error.message) == ("Error", "Not supported"):
+                            result.error = FunctionError("Error", "forbidden", IMPORT_REFUSED, result.error.stack)
                     break
                 if not step["calls"]:
                     result.error = FunctionError(
