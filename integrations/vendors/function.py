@@ -16,7 +16,7 @@ from typing import Any
 
 from integrations.functions.declaration import FunctionCode, secret_values, settings_for, values_problems
 from integrations.functions.fetch import Fetcher
-from integrations.functions.runtime import HANDLER_OF_TYPE, FunctionError, Invocation, sandbox_for
+from integrations.functions.runtime import HANDLER_OF_TYPE, FunctionError, Invocation, Sandbox, sandbox_for
 from integrations.vendors.contract import DeliveryError, Result, Vendor
 
 RETRIED = {"function_retry", "function_timeout"}
@@ -152,11 +152,16 @@ class FunctionVendor(Vendor):
 
     def preview(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """The fetch calls the function would make for this event, recorded and not sent (the Event Tester's dry
-        run); its console output comes as a note."""
+        run); its console output comes as a note. Run in a throwaway context: the empty answers of unsent calls
+        must not become the warm context's module state (a cached token) that live deliveries use."""
         handler = "onBatch" if self.batches else HANDLER_OF_TYPE.get(event.get("type", ""), "")
         dry = Fetcher(self.secret_values(), send=False)
         args = [[event] if self.batches else event, self.settings]
-        run = self.invoke(handler, args, dry) if handler else Invocation(missing=True)
+        sandbox = Sandbox(self.function.code)
+        try:
+            run = sandbox.invoke(handler, args, dry) if handler else Invocation(missing=True)
+        finally:
+            sandbox.close()
         if run.missing:
             raise DeliveryError(
                 f"The function has no {handler or 'handler'} for this event: it would be filtered.",
