@@ -6,6 +6,7 @@ settings are checked against the function's declaration, and a saved new version
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -455,3 +456,34 @@ def test_preview_shows_the_calls_the_function_would_make_without_sending_them(mo
     assert call["headers"]["x-api-key"] == REDACTED
     assert json.loads(call["body"])["userId"] == "user-1"
     assert call["note"] == "fetch recorded, not sent"
+
+
+SFMC_JOURNEY = (
+    Path(__file__).resolve().parents[3] / "integrations" / "functions" / "examples" / "sfmc_journey.js"
+).read_text(encoding="utf-8")
+SFMC_AUTH = "https://mc-test.auth.marketingcloudapis.com/v2/token"
+SFMC_EVENTS = "https://mc-test.rest.marketingcloudapis.com/interaction/v1/events"
+
+
+def test_a_dry_run_leaves_the_module_state_of_live_deliveries_alone(mocked: responses.RequestsMock) -> None:
+    # The seed's SFMC function caches its token in the module: a dry run's empty answers must not become that cache.
+    mocked.post(SFMC_AUTH, json={"access_token": "sfmc-at-71e0", "expires_in": 1080})
+    mocked.post(SFMC_EVENTS, json={"eventInstanceId": "e-1"}, status=201)
+    names = ["clientid", "sfmcmid", "sfmcAuthenticationEndpoint", "sfmcJourneyKey", "sfmcPostJourneyEndpoint"]
+    plain = {
+        "clientid": "client-1",
+        "sfmcmid": "5140001",
+        "sfmcAuthenticationEndpoint": SFMC_AUTH,
+        "sfmcJourneyKey": "APIEvent-welcome",
+        "sfmcPostJourneyEndpoint": SFMC_EVENTS,
+    }
+    declared = [{"name": n} for n in names] + [{"name": "clientsecret", "sensitive": True}]
+    running = vendor(SFMC_JOURNEY, settings=plain, credentials={"clientsecret": "cs-9a8b7c6d"}, declared=declared)
+    event = make_event(traits={"email": "ada@example.com", "name": "Ada", "company": {"industry": "Energy"}})
+
+    running.preview(event)
+    [result] = running.deliver([event])
+
+    assert result.outcome == "delivered"
+    assert [c.request.url for c in mocked.calls] == [SFMC_AUTH, SFMC_EVENTS]
+    assert mocked.calls[1].request.headers["Authorization"] == "Bearer sfmc-at-71e0"
