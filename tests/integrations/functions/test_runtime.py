@@ -97,6 +97,19 @@ def test_fetch_sends_url_search_params_as_a_form(mocked: responses.RequestsMock)
     assert request.body == b"grant_type=client_credentials&scope=read+write"
 
 
+def test_fetch_takes_a_request_with_its_method_headers_and_body(mocked: responses.RequestsMock) -> None:
+    mocked.put(f"{API}/contacts/42", json={"ok": True})
+
+    returned(
+        f"""const request = new Request('{API}/contacts/42', {{method: 'PUT', headers: {{'X-Team': 'growth'}},
+          body: JSON.stringify({{plan: 'pro'}})}});
+        await fetch(request);"""
+    )
+
+    call = mocked.calls[0].request
+    assert (call.method, call.headers["X-Team"], call.body) == ("PUT", "growth", b'{"plan":"pro"}')
+
+
 def test_a_4xx_answer_is_not_ok_and_its_body_reads_as_text(mocked: responses.RequestsMock) -> None:
     mocked.post(f"{API}/events", json={"message": "email is required"}, status=400)
 
