@@ -133,7 +133,16 @@ class Sandbox:
             )
 
     def close(self) -> None:
+        """Close the context now or, while another thread runs it (a new version replaced it, the cache is full),
+        at the end of that run: closed under a running eval, mini-racer never answers that thread."""
         self.broken = True
+        if self.lock.acquire(blocking=False):
+            try:
+                self._close()
+            finally:
+                self.lock.release()
+
+    def _close(self) -> None:
         with contextlib.suppress(Exception):
             # A run V8 was told to stop reports back to mini-racer's event loop a moment later: a no-op waits for
             # that, else the report finds the loop closed and "Event loop is closed" is printed from its callback.
@@ -148,8 +157,8 @@ class Sandbox:
             limit = timeout or limits()["timeout"]
             result = self._invoke(handler, args, fetcher, started + limit, limit)
             result.duration_ms = round((time.monotonic() - started) * 1000, 2)
-            if self.broken:
-                self.close()  # now: a context stopped mid-run and left open keeps the process from exiting
+            if self.broken:  # stopped mid-run (left open, it keeps the process from exiting), or replaced meanwhile
+                self._close()
             result.exchanges = fetcher.take_exchanges()
             result.logs = [{**line, "message": fetcher.redact(line["message"])} for line in result.logs]
             return result
