@@ -4,6 +4,8 @@ cache), warm contexts per owner, and how each way a handler ends comes back to P
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -385,6 +387,26 @@ def test_two_owners_with_the_same_code_never_share_state() -> None:
     assert count("destination:2") == 1
     assert count("insert:1") == 1
     assert count("destination:1") == 3
+
+
+def test_replacing_a_context_while_another_thread_runs_it_lets_that_run_finish() -> None:
+    # A webhook still running the old code in one thread while a request in another loads the new version.
+    old = "async function onTrack() { const start = Date.now(); while (Date.now() - start < 300) {} return 'old'; }"
+    running = sandbox_for("source:1", old, {})
+    finished: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: finished.append(running.invoke("onTrack", [EVENT, {}], Fetcher([])).value), daemon=True
+    )
+    thread.start()
+    time.sleep(0.1)
+
+    new = sandbox_for("source:1", "async function onTrack() { return 'new'; }", {})
+    thread.join(5)
+
+    assert not thread.is_alive(), "the run in the old context never came back"
+    assert finished == ["old"]
+    assert running.broken  # closed once its run was over
+    assert new.invoke("onTrack", [EVENT, {}], Fetcher([])).value == "new"
 
 
 # How a handler ends ------------------------------------------------------------------------------------
