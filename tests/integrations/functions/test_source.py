@@ -247,6 +247,7 @@ def test_the_console_output_given_with_a_refusal_has_the_secrets_redacted(db) ->
 
 def test_a_source_whose_function_has_no_on_request_asks_the_tool_to_retry(db) -> None:
     source = make_source()
+    # Past the check on save (which refuses such code): the endpoint still says what is wrong.
     Function.objects.filter(slug="tool-hooks").update(code="async function onTrack() {}")
 
     response = post(items(1))
