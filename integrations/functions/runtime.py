@@ -14,6 +14,7 @@ time-out leaves it in doubt. Contexts are created lazily in the process that run
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import hashlib
@@ -170,13 +171,15 @@ class Sandbox:
             raise RuntimeError("this sandbox was closed: take a new one from sandbox_for()")
         result = Invocation()
         try:
-            started = self._eval(f"__cdphub.start({orjson.dumps(handler).decode()}, {_js_string(args)})", deadline)
-            if started == "missing":
-                result.missing = True
-                self._finish(result, deadline)
-                return result
+            # Each trip to V8's thread runs code, then (microtasks run between the two) reads what it came to.
+            start = f"__cdphub.start({orjson.dumps(handler).decode()}, {_js_string(args)})"
+            step = orjson.loads(self._evals([start, "__cdphub.take()"], deadline))
             while True:
-                step = orjson.loads(self._eval("__cdphub.take()", deadline))
+                if step.get("last"):
+                    self._read_out(result, step)
+                if step["missing"]:
+                    result.missing = True
+                    break
                 if step["fatal"]:
                     result.error = FunctionError("Error", step["fatal"]["code"], step["fatal"]["message"])
                     break
@@ -197,6 +200,7 @@ class Sandbox:
                         "(there are no timers here; await each fetch)",
                     )
                     break
+                answers = []
                 for call in step["calls"]:
                     answer = fetcher.fetch(call, deadline)
                     if answer.fatal:
@@ -204,10 +208,10 @@ class Sandbox:
                         self._finish(result, deadline)
                         return result
                     if answer.response is not None:
-                        self._eval(f"__cdphub.answer({call['id']}, {_js_string(answer.response)})", deadline)
+                        answers.append(f"__cdphub.answer({call['id']}, {_js_string(answer.response)});")
                     else:
-                        self._eval(f"__cdphub.refuse({call['id']}, {_js_string(answer.message)})", deadline)
-            self._finish(result, deadline)
+                        answers.append(f"__cdphub.refuse({call['id']}, {_js_string(answer.message)});")
+                step = orjson.loads(self._evals(["".join(answers), "__cdphub.take()"], deadline))
         except JSTimeoutException:
             self.broken = True  # V8 was stopped mid-way: the code's own state may be half-changed
             result.error = FunctionError("Timeout", "function_timeout", f"the function ran past its {limit:g} s limit")
@@ -224,11 +228,34 @@ class Sandbox:
         return result
 
     def _finish(self, result: Invocation, deadline: float) -> None:
-        out = orjson.loads(self._eval("__cdphub.finish()", deadline))
+        self._read_out(result, orjson.loads(self._eval("__cdphub.finish()", deadline)))
+
+    @staticmethod
+    def _read_out(result: Invocation, out: dict[str, Any]) -> None:
         result.logs = out["logs"]
         if out["dropped"]:
             result.logs.append({"level": "warn", "message": f"… {out['dropped']} more characters of console output"})
         result.emitted = out["emitted"]
+
+    def _evals(self, codes: list[str], deadline: float) -> Any:
+        """Run `codes` one after the other in one trip to mini-racer's event-loop thread (each eval apart, so the
+        promise jobs one queues run before the next); the last one's value. A trip costs ~130 µs, the eval itself
+        a few: this halves an invocation's cost. It uses mini-racer 0.14's own context object (pinned <0.15)."""
+        ctx = self.ctx._ctx
+
+        async def run() -> Any:
+            value = None
+            for code in codes:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise OutOfTime
+                try:
+                    value = await asyncio.wait_for(ctx.eval_cancelable(code), timeout=remaining)
+                except TimeoutError:
+                    raise JSTimeoutException from None
+            return value
+
+        return asyncio.run_coroutine_threadsafe(run(), ctx.event_loop).result()
 
     def _eval(self, code: str, deadline: float) -> Any:
         remaining = deadline - time.monotonic()

@@ -50,7 +50,9 @@ class FunctionVendor(Vendor):
     key = "function"
     label = "Destination function (JavaScript)"
     config_class = FunctionConfig
-    default_rate_limit = (100, 1.0)
+    # The code may call any API: no vendor's published limit applies, so the default only keeps a runaway loop of
+    # events from flooding it (Segment sets none); a destination sets its API's own limit.
+    default_rate_limit = (1000, 1.0)
     default_concurrency = 4
     hints = HINTS
     setup_errors = Vendor.setup_errors | {"function_not_found", "syntax_error", "forbidden"}

@@ -284,8 +284,11 @@
     start(name, argsText) {
       const handler = global[name];
       state = { queue: [], pending: new Map(), logs: [], emitted: [], fetchCount: 0, consoleSize: 0,
-        consoleKept: 0, consoleDropped: 0, done: null, fatal: null };
-      if (typeof handler !== "function") return "missing";
+        consoleKept: 0, consoleDropped: 0, done: null, fatal: null, missing: false };
+      if (typeof handler !== "function") {
+        state.missing = true;
+        return "missing";
+      }
       let args = JSON.parse(argsText);
       if (name === "onRequest") args = [makeRequest(args[0]), args[1]];
       try {
@@ -298,10 +301,18 @@
       return "started";
     },
     // What the host must do next: the fetch calls made since the last look, and whether the handler settled.
+    // The last step (settled, a fatal error, or waiting on nothing) carries what finish() would, and ends the
+    // invocation: one call less across the host's boundary per invocation.
     take() {
       const calls = state.queue;
       state.queue = [];
-      return JSON.stringify({ calls: calls, done: state.done, fatal: state.fatal, waiting: state.pending.size });
+      const step = { calls: calls, done: state.done, fatal: state.fatal, waiting: state.pending.size,
+        missing: state.missing };
+      if (state.done || state.fatal || state.missing || !calls.length) {
+        Object.assign(step, { logs: state.logs, dropped: state.consoleDropped, emitted: state.emitted, last: true });
+        state = null;
+      }
+      return JSON.stringify(step);
     },
     answer(id, text) {
       const call = state.pending.get(id);
@@ -319,6 +330,7 @@
       call.reject(error);
     },
     finish() {
+      if (!state) return JSON.stringify({ logs: [], dropped: 0, emitted: [] });
       const out = JSON.stringify({ logs: state.logs, dropped: state.consoleDropped, emitted: state.emitted });
       state = null;
       return out;
