@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
@@ -33,7 +34,12 @@ def lease_for(destination: Destination, vendor: Vendor | None, timing: Timing) -
     """How long a claim of one group may be held: every call of a send (a token, a lookup, the post) may take
     the destination's timeout."""
     calls = vendor.calls_per_batch if vendor else 1
-    return timedelta(seconds=destination.timeout * (2 + calls) + timing.lease_margin)
+    seconds = destination.timeout * (2 + calls) + timing.lease_margin
+    if vendor is not None:
+        seconds += vendor.run_seconds  # a function's own time limit, beyond its HTTP calls'
+        if vendor.insert_step is not None:  # each event of the group runs the insert function first
+            seconds += settings.FUNCTION_TIMEOUT * vendor.max_batch
+    return timedelta(seconds=seconds)
 
 
 def claim(destination: Destination, limit: int, lease: timedelta) -> list[Delivery]:

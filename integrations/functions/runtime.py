@@ -39,7 +39,8 @@ PRELUDE = "\n;\n".join(
 SOURCE_URL = "\n//# sourceURL=function.js\n"
 HANDLERS = {
     "destination": ("onTrack", "onIdentify", "onPage", "onScreen", "onGroup", "onAlias", "onDelete", "onBatch"),
-    "insert": ("onTrack", "onIdentify", "onPage", "onScreen", "onGroup", "onAlias", "onDelete", "onBatch"),
+    # An insert function runs event by event (its onBatch is not called): it needs a per-event handler.
+    "insert": ("onTrack", "onIdentify", "onPage", "onScreen", "onGroup", "onAlias", "onDelete"),
     "source": ("onRequest",),
 }
 HANDLER_OF_TYPE = {
@@ -130,7 +131,7 @@ class Sandbox:
             return (
                 self.load_error is None
                 and not self.broken
-                and self.ctx.eval(f"typeof globalThis[{orjson.dumps(name).decode()}]") == ("function")
+                and self.ctx.eval(f"__cdphub.has({orjson.dumps(name).decode()})") is True
             )
 
     def close(self) -> None:

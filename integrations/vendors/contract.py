@@ -55,6 +55,7 @@ class Vendor:
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # name -> {"label", "filter", "mapping"}: admin form buttons
     hints: ClassVar[dict[str, str]] = {}  # error code -> what the marketer should do about it
     insert_step: Any = None  # the destination's insert function, set by the engine (integrations/functions/insert.py)
+    run_seconds: float = 0.0  # what one deliver() may spend beyond its HTTP calls' timeouts (a function's limit)
 
     def __init__(
         self,

@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings as django_settings
+
 from integrations.functions.declaration import FunctionCode, secret_values, settings_for, values_problems
 from integrations.functions.fetch import Fetcher
 from integrations.functions.runtime import HANDLER_OF_TYPE, FunctionError, Invocation, Sandbox, sandbox_for
@@ -78,6 +80,7 @@ class FunctionVendor(Vendor):
         self.settings = settings_for(self.function.settings, self.config.settings, secrets)
         self.fetcher = Fetcher(secret_values(secrets), kwargs.get("timeout", 10.0))
         self.http = self.fetcher.http
+        self.run_seconds = float(getattr(django_settings, "FUNCTION_TIMEOUT", 5.0))
         self.owner = f"destination:{getattr(self.state, 'destination_id', None) or id(self)}"
         # Segment calls onBatch for a batch of one too, so a function may define onBatch alone (segment-docs#1734).
         self.batches = self.sandbox().has("onBatch")

@@ -279,10 +279,11 @@
     }
   }
   const host = {
+    has(name) { return typeof handlerNamed(name) === "function"; },
     setLimits(text) { Object.assign(limits, JSON.parse(text)); },
     // Start a handler; "missing" when the code defines none of that name.
     start(name, argsText) {
-      const handler = global[name];
+      const handler = handlerNamed(name);
       state = { queue: [], pending: new Map(), logs: [], emitted: [], fetchCount: 0, consoleSize: 0,
         consoleKept: 0, consoleDropped: 0, done: null, fatal: null, missing: false };
       if (typeof handler !== "function") {
@@ -336,6 +337,18 @@
       return out;
     },
   };
+
+  // A handler declared `async function onTrack` is a property of the global object; one declared
+  // `const onTrack = async (…) => …` is a binding of the global scope only, which an indirect eval sees.
+  const indirectEval = eval;
+  function handlerNamed(name) {
+    if (!/^on[A-Z][A-Za-z]+$/.test(name)) return undefined;
+    try {
+      return indirectEval("typeof " + name + " === 'function' ? " + name + " : undefined");
+    } catch (e) {
+      return undefined;
+    }
+  }
 
   function makeRequest(incoming) {
     const request = new Request(incoming.url, { method: incoming.method, headers: incoming.headers,

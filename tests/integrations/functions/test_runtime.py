@@ -534,3 +534,20 @@ def test_code_without_a_handler_of_its_kind_is_refused() -> None:
 
 def test_good_code_has_no_problems() -> None:
     assert code_problems("async function onRequest(request, settings) {}", "source") == []
+
+
+def test_handlers_declared_as_constants_are_found_like_function_declarations() -> None:
+    code = "const onTrack = async (event) => ({ seen: event.event });\nlet onPage = async () => 'page';\n"
+    assert code_problems(code, "destination") == []
+    sandbox = Sandbox(code)
+    try:
+        assert sandbox.invoke("onTrack", [{"event": "Signed Up"}, {}], Fetcher([])).value == {"seen": "Signed Up"}
+        assert sandbox.invoke("onPage", [{}, {}], Fetcher([])).value == "page"
+        assert sandbox.invoke("onIdentify", [{}, {}], Fetcher([])).missing
+    finally:
+        sandbox.close()
+
+
+def test_an_insert_function_needs_a_handler_per_event_type_not_only_on_batch() -> None:
+    [problem] = code_problems("async function onBatch(events) { return events; }", "insert")
+    assert "onTrack" in problem
