@@ -25,8 +25,10 @@ from integrations.admin.base import (
     sees_secrets,
     stored_line,
 )
-from integrations.crypto import CANNOT_DECRYPT
+from integrations.crypto import CANNOT_DECRYPT, Undecryptable
 from integrations.forms import DestinationForm, credential_masks
+from integrations.forms.destination_functions import FIELDS as FUNCTION_INPUTS
+from integrations.forms.secrets import mask
 from integrations.models import Destination
 from integrations.signals import destinations_resumed
 
@@ -46,6 +48,16 @@ MARKETER_FIELDS = ["mapping", "filter"]
 
 def names(destinations: list[Destination]) -> str:
     return ", ".join(d.name for d in destinations)
+
+
+def secret_masks(destination: Destination) -> list[tuple[str, str]]:
+    """(key, mask) of each credential; a destination function's are its sensitive settings, by name."""
+    if destination.vendor != "function":
+        return credential_masks(destination.vendor, destination.credentials)
+    stored = destination.credentials
+    if isinstance(stored, Undecryptable):
+        return [("credentials", CANNOT_DECRYPT)]
+    return [(name, mask(value)) for name, value in (stored if isinstance(stored, dict) else {}).items()]
 
 
 @admin.register(Destination)
@@ -74,6 +86,8 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
         "failed_24h",
         "credentials_",
         "credentials_stored",
+        "insert_settings",
+        "insert_secrets_",
         "created_at",
         "updated_at",
     ]
@@ -100,6 +114,7 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
         if self.limited(request, obj):
             editable = set(MARKETER_FIELDS)
             fields += [f for f in self.form._meta.fields if f not in editable and f not in fields]
+            fields += FUNCTION_INPUTS  # declared inputs, not model fields: read-only takes them out of the form
         return fields
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Destination | None = None) -> dict[str, Any]:
@@ -129,6 +144,14 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
         # without the credentials permission only whether some are stored.
         shown = sees_secrets(request)
         credentials = ("credentials" if editable else "credentials_") if shown else "credentials_stored"
+        # A function's settings are typed one input each; a read-only page shows what is stored instead.
+        inputs = editable and not self.limited(request, obj)
+        functions = ["function", "function_settings"] if inputs else []
+        insert = (
+            ["insert_function", "insert_values"]
+            if inputs
+            else ["insert_function", "insert_settings", "insert_secrets_"]
+        )
         first: dict[str, Any] = {"fields": ["name", "slug", "vendor", "sources", "enabled", "paused"]}
         if self.limited(request, obj):
             first["description"] = (
@@ -140,12 +163,21 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
             (
                 "Settings",
                 {
-                    "fields": ["config", credentials, "mapping"],
+                    "fields": ["config", *functions, credentials, "mapping"],
                     "description": "What the vendor needs to receive events. Settings are checked when you save, "
                     "the way the delivery worker reads them.",
                 },
             ),
             ("Which events", {"fields": ["filter", "consent_categories"]}),
+            (
+                "Insert function",
+                {
+                    "fields": insert,
+                    "classes": [] if obj is not None and obj.insert_function_id else ["collapse"],
+                    "description": "JavaScript run on each event before it is sent here: it returns the event changed, "
+                    "or drops it. Write one under Functions (kind: insert function).",
+                },
+            ),
             (
                 "Limits and retries",
                 {
@@ -248,7 +280,7 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
 
     @admin.display(description="Credentials")
     def credentials_(self, destination: Destination) -> str:
-        masks = credential_masks(destination.vendor, destination.credentials)
+        masks = secret_masks(destination)
         if not masks:
             return "none needed"
         return format_html_join(
@@ -259,9 +291,16 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
 
     @admin.display(description="Credentials")
     def credentials_stored(self, destination: Destination) -> str:
-        if not credential_masks(destination.vendor, {}):
+        if destination.vendor != "function" and not credential_masks(destination.vendor, {}):
             return "none needed"
         return stored_line(destination.credentials)
+
+    @admin.display(description="Insert function secrets")
+    def insert_secrets_(self, destination: Destination) -> str:
+        function = destination.insert_function
+        if function is None or not function.declared(sensitive=True):
+            return "none needed"
+        return stored_line(destination.insert_secrets)
 
     # Actions
 

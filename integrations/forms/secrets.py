@@ -74,6 +74,7 @@ class CredentialsWidget(forms.Widget):
     value. The page's script shows the chosen vendor's inputs only."""
 
     stored: Any = None  # the saved secrets (for the masks), set by the form
+    none_text: dict[str, str] = {}  # vendor -> what its group says instead of "No credentials needed.", set by the form
 
     def __init__(self, kinds: typing.Callable[[], Kinds] = vendor_kinds, attrs: dict[str, Any] | None = None) -> None:
         super().__init__(attrs)
@@ -101,7 +102,9 @@ class CredentialsWidget(forms.Widget):
         body = (
             format_html_join("", "{}", ((r,) for r in rows))
             if rows
-            else format_html('<div class="credential-none">{}</div>', "No credentials needed.")
+            else format_html(
+                '<div class="credential-none">{}</div>', self.none_text.get(vendor_key, "No credentials needed.")
+            )
         )
         return format_html(
             '<div class="credential-group" data-vendor="{}"><div class="credential-vendor">{}</div>{}</div>',
