@@ -40,6 +40,10 @@ ALLOW_PRIVATE_URLS = env_flag("CDPHUB_ALLOW_PRIVATE_URLS")
 # The vendor sandbox's URL (e.g. http://127.0.0.1:9100): calls to the real hosts it fakes (SFMC, Marketo, Zendesk,
 # Braze) go there instead, for the demo and tests without internet (integrations/vendors/http.py). Empty: off.
 SANDBOX_URL = os.environ.get("CDPHUB_SANDBOX_URL", "").strip().rstrip("/")
+# Functions (integrations/functions): each invocation's wall-clock limit, as Segment's (5 s), and each V8
+# context's heap limit.
+FUNCTION_TIMEOUT = float(os.environ.get("CDPHUB_FUNCTION_TIMEOUT", "5"))
+FUNCTION_MEMORY_MB = int(os.environ.get("CDPHUB_FUNCTION_MEMORY_MB", "128"))
 BEHIND_PROXY = env_flag("CDPHUB_BEHIND_PROXY")  # trust X-Forwarded-For for context.ip
 
 INSTALLED_APPS = [
@@ -214,7 +218,7 @@ SPECTACULAR_SETTINGS = {
         "Configure sources and destinations, read events and their deliveries, retry and replay, and export or "
         "import the workspace. Authenticate with `Authorization: Bearer <API token>` (create one in the admin "
         "under API tokens); a token acts as its user, so a Marketer's token has a Marketer's limits. Secrets are "
-        "write-only: accepted on create and update, answered as \"set\", never returned."
+        'write-only: accepted on create and update, answered as "set", never returned.'
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -43,6 +43,29 @@ def fixture(key: str, name: str) -> Any:
     return json.loads(text) if name.endswith(".json") else text
 
 
+def wire_vendors() -> list[str]:
+    """Vendors whose HTTP calls and outcomes are fixed by their module, not by code a team wrote: a destination
+    function's profile says `"wire": false` (its calls are its JavaScript's: tests/integrations/functions)."""
+    from integrations.vendors import VENDORS
+
+    return [key for key in sorted(VENDORS) if profile(key).get("wire", True)]
+
+
+def make_profile_function(key: str) -> Any:
+    """Create the Function a vendor's profile needs (a destination function's code), if it names one."""
+    spec = profile(key).get("function")
+    if spec is None:
+        return None
+    from integrations.models import Function
+
+    fields = {k: v for k, v in spec.items() if k != "code_file"}
+    fields["code"] = (FIXTURES / key / spec["code_file"]).read_text(encoding="utf-8")
+    function = Function(**fields)
+    function.full_clean()
+    function.save()
+    return function
+
+
 def keys_with_profiles() -> list[str]:
     return sorted(p.name for p in FIXTURES.iterdir() if (p / "profile.json").exists())
 

@@ -30,7 +30,7 @@ def drain(destination_id: int, slot_id: int, token: str) -> str:
     timing = Timing.current()
     stop_at = time.monotonic() + timing.drain_seconds
     # Credentials are read (and decrypted) only when the vendor is built, not on every drain.
-    destination = Destination.objects.filter(id=destination_id).defer("credentials").first()
+    destination = Destination.objects.filter(id=destination_id).defer("credentials", "insert_secrets").first()
     if destination is None:
         return "gone"
     slot_lease = timedelta(seconds=timing.drain_seconds + destination.timeout * 2 + timing.lease_margin)

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from deliveries.engine.rate import rate_gate
 from deliveries.models import Delivery
+from integrations.functions.insert import InsertStep
 from integrations.models import Destination
 from integrations.vendors import DeliveryError, Result, Vendor
 
@@ -43,6 +44,7 @@ def vendor_for(destination: Destination) -> Vendor:
     if cached and cached[0] == destination.updated_at:
         return cached[1]
     vendor = destination.build_vendor()
+    vendor.insert_step = InsertStep(destination) if destination.insert_function_id else None
     if len(_vendors) >= 256:
         _vendors.clear()
     _vendors[destination.id] = (destination.updated_at, vendor)
@@ -64,8 +66,28 @@ def send(vendor: Vendor | None, deliveries: list[Delivery], build_error: Deliver
     if vendor is None:
         assert build_error is not None
         return [build_error.result([]) for _ in deliveries]
+    step = getattr(vendor, "insert_step", None)
+    if step is None:
+        return deliver(vendor, deliveries, [d.event.payload for d in deliveries])
+    inserted = [step.apply(d.event.payload) for d in deliveries]
+    passed = [(d, i) for d, i in zip(deliveries, inserted, strict=True) if i.result is None]
+    sent = iter(deliver(vendor, [d for d, _ in passed], [i.event for _, i in passed]) if passed else [])
+    results = []
+    for item in inserted:
+        if item.result is not None:
+            results.append(item.result)
+            continue
+        result = next(sent)
+        result.logs = item.logs + result.logs
+        result.exchanges = item.exchanges + result.exchanges
+        results.append(result)
+    return results
+
+
+def deliver(vendor: Vendor, deliveries: list[Delivery], payloads: list[dict]) -> list[Result]:
+    """The vendor's deliver() on these payloads, a crash or a DeliveryError turned into a Result for each."""
     try:
-        results = vendor.deliver([d.event.payload for d in deliveries])
+        results = vendor.deliver(payloads)
         if len(results) != len(deliveries):
             raise RuntimeError(f"{type(vendor).__name__}.deliver returned {len(results)} results for {len(deliveries)}")
     except DeliveryError as exc:

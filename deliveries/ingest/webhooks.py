@@ -45,8 +45,9 @@ class WebhookView(IngestView):
         body = b""
         try:
             body = request.data
-            function = FUNCTIONS[source.kind](source.config, source.settings)
-            incoming = Incoming(body, request.headers, parse_webhook_json(body), received_at)
+            function = FUNCTIONS[source.kind].for_source(source)
+            payload = lenient_json(body) if function.accepts_any_body else parse_webhook_json(body)
+            incoming = Incoming(body, request.headers, payload, received_at, request.build_absolute_uri())
             if function.verifies:
                 function.verify(incoming)
             response = _ingest(source, function, incoming)
@@ -63,6 +64,8 @@ class WebhookView(IngestView):
             excerpt = body[:EXCERPT_BYTES].decode(errors="replace")
             store(source, [], [rejection_for(excerpt, EventError(error.code, error.message))], received_at)
             response = error_response(error)
+            if error.status == 503:
+                response["Retry-After"] = "60"  # a source set up wrong, or a function asking to be retried
         remember_result(source, response, received_at, body)
         return response
 
@@ -95,6 +98,14 @@ def parse_webhook_json(body: bytes) -> Any:
         raise RequestError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
 
 
+def lenient_json(body: bytes) -> Any:
+    """The JSON of a body, or None when it is not JSON (a form post, text): the function reads the raw body."""
+    try:
+        return orjson.loads(body) if body.strip() else None
+    except orjson.JSONDecodeError:
+        return None
+
+
 def map_webhook(function: SourceFunction, incoming: Incoming) -> tuple[list[dict[str, Any]], list[Rejection]]:
     """The events a request makes, normalised as the Tracking API does, and the ones it refuses."""
     payloads, rejections = [], []
@@ -118,20 +129,28 @@ def _ingest(source: Source, function: SourceFunction, incoming: Incoming) -> Htt
         body["duplicates"] = result.duplicates
     if rejections:
         body["rejected"] = [r.as_json() for r in rejections]
-    if not payloads:
+    if not payloads and not (function.answers_empty and not rejections):
         body.update(code="invalid_events", message="None of the webhook's events could be accepted.")
         return answer(body, 400)
-    return answer(body)
+    own = getattr(function, "response", None)
+    if own is not None:  # the source function's own answer for the tool (the events are stored all the same)
+        response = HttpResponse(own["body"], status=own["status"])
+        for name, value in own["headers"].items():
+            response[name] = value
+        response.cdphub_result = body  # what remember_result() reports, the tool's answer aside
+        return response
+    return answer(body | {"success": True} if function.answers_empty else body)
 
 
 def remember_result(source: Source, response: HttpResponse, at: datetime, body: bytes) -> None:
     """What the source page shows as the last request: its time, status, a one-line result, and the start of
     the body (Try a payload starts from it, so a marketer tests a mapping on what the tool really sends)."""
+    data = getattr(response, "cdphub_result", None)
     try:
-        data = orjson.loads(response.content)
+        data = data if data is not None else orjson.loads(response.content)
     except orjson.JSONDecodeError:
         data = {}
-    if response.status_code == 200:
+    if response.status_code == 200 or hasattr(response, "cdphub_result"):
         result = f"{data.get('events', 0)} event(s) stored"
         if data.get("duplicates"):
             result += f", {data['duplicates']} duplicate(s) already stored"

@@ -63,7 +63,7 @@ def dry_run(source: Source, body: bytes) -> dict[str, Any]:
     """What the webhook endpoint would do with this body, short of checking the signature and storing."""
     now = timezone.now()
     try:
-        function = FUNCTIONS[source.kind](source.config, source.settings)
+        function = FUNCTIONS[source.kind].for_source(source)
         payloads, rejections = map_webhook(function, Incoming(body, {}, parse_webhook_json(body), now))
     except (RequestError, WebhookError) as exc:
         return {"error": f"{exc.code}: {exc.message}", "status": exc.status}

@@ -8,7 +8,20 @@ write-only everywhere: forms, API answers, workspace exports, logs and recorded 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class FunctionCode:
+    """What runs: a saved function's code and settings declaration, as vendors and source kinds get it (they
+    read no rows: the hub's state looks it up for them)."""
+
+    slug: str
+    kind: str
+    code: str
+    settings: list[dict[str, Any]] = field(default_factory=list)
+
 
 TYPES = ("string", "text", "boolean", "number", "array", "text_map")
 NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,99}$")

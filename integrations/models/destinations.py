@@ -140,6 +140,9 @@ class Destination(models.Model):
             problems += [p for p in found if not (locked and p.startswith("credentials"))]
         problems += routing_problems(self.filter, self.consent_categories)
         problems += self.insert_problems()
+        if self.vendor == "function" and not locked and not any(p.startswith("config") for p in problems):
+            function = DatabaseState().function((self.config or {}).get("function"), "destination")
+            problems += vendor.settings_problems(function, self.config, self.credentials)
         for name in ("timeout", "rate_period"):
             value = getattr(self, name)
             if isinstance(value, int | float) and value <= 0:

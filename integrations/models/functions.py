@@ -9,10 +9,13 @@ new code at their next drain.
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
+
+from integrations.functions.declaration import FunctionCode
 
 
 class Function(models.Model):
@@ -82,9 +85,7 @@ class Function(models.Model):
             raise ValidationError(errors)
 
     def in_use(self) -> bool:
-        from integrations.models.destinations import Destination
-        from integrations.models.sources import Source
-
+        Destination, Source = apps.get_model("integrations", "Destination"), apps.get_model("integrations", "Source")
         return (
             Destination.objects.filter(vendor="function", config__function=self.slug).exists()
             or Destination.objects.filter(insert_function=self).exists()
@@ -94,9 +95,7 @@ class Function(models.Model):
     def touch_users(self) -> None:
         """Bump updated_at of what runs this function: a worker rebuilds a destination's vendor (and its V8
         context) when that changes, so the new code runs from the next drain on."""
-        from integrations.models.destinations import Destination
-        from integrations.models.sources import Source
-
+        Destination, Source = apps.get_model("integrations", "Destination"), apps.get_model("integrations", "Source")
         now = timezone.now()
         Destination.objects.filter(vendor="function", config__function=self.slug).update(updated_at=now)
         Destination.objects.filter(insert_function=self).update(updated_at=now)
@@ -108,6 +107,9 @@ class Function(models.Model):
         self.code, self.settings = old.code, old.settings
         self.save(user=user, note=f"rolled back to version {number}")
         return self.versions.get(number=self.version)
+
+    def as_code(self) -> FunctionCode:
+        return FunctionCode(self.slug, self.kind, self.code, self.settings if isinstance(self.settings, list) else [])
 
     def declared(self, sensitive: bool | None = None) -> list[dict]:
         items = self.settings if isinstance(self.settings, list) else []

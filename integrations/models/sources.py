@@ -9,6 +9,7 @@ from django.db import models
 
 from integrations import webhooks
 from integrations.crypto import CANNOT_DECRYPT, EncryptedJSONField, Undecryptable
+from integrations.functions.declaration import FunctionCode
 
 HTTP = "http"  # the Tracking API's kind; every other kind is a source function's
 
@@ -52,6 +53,14 @@ class Source(models.Model):
         """A tool posts webhooks here, read by the source function of the source's kind."""
         return self.kind in webhooks.FUNCTIONS
 
+    def function_code(self) -> FunctionCode | None:
+        """A JavaScript source's function (kind "function": config.function names a source function)."""
+        from integrations.models.functions import Function
+
+        slug = (self.config or {}).get("function") if isinstance(self.config, dict) else None
+        found = Function.objects.filter(slug=slug, kind="source").first() if isinstance(slug, str) else None
+        return found.as_code() if found is not None else None
+
     def clean(self) -> None:
         """Check a webhook source's settings the way its source function reads them."""
         function = webhooks.FUNCTIONS.get(self.kind)
@@ -59,6 +68,8 @@ class Source(models.Model):
             return
         locked = isinstance(self.settings, Undecryptable)
         problems = function.validate(self.config, {} if locked else self.settings)
+        if self.kind == "function" and not locked and not problems:
+            problems += function.settings_problems(self.function_code(), self.config, self.settings)
         if locked:
             problems.append(f"settings: {CANNOT_DECRYPT} (enter the signing secret again)")
         errors: dict[str, list[str]] = {}

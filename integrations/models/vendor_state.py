@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+from django.apps import apps
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from integrations.crypto import EncryptedJSONField
+from integrations.functions.declaration import FunctionCode
 from integrations.vendors.state import LockBusy, Memo, Token
 
 LOCK_POLL = 0.05
@@ -108,6 +110,14 @@ class DatabaseState:
         self.destination_id = destination_id
         self.tokens = DatabaseTokens(destination_id)
         self.memo = MEMO
+
+    def function(self, slug: str, kind: str) -> FunctionCode | None:
+        found = (
+            apps.get_model("integrations", "Function").objects.filter(slug=slug, kind=kind).first()
+            if isinstance(slug, str)
+            else None
+        )
+        return found.as_code() if found is not None else None
 
     @contextmanager
     def lock(self, key: str, seconds: float) -> Iterator[None]:

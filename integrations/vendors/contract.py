@@ -54,6 +54,7 @@ class Vendor:
     replay_warning: ClassVar[str] = ""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # name -> {"label", "filter", "mapping"}: admin form buttons
     hints: ClassVar[dict[str, str]] = {}  # error code -> what the marketer should do about it
+    insert_step: Any = None  # the destination's insert function, set by the engine (integrations/functions/insert.py)
 
     def __init__(
         self,

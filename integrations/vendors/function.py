@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from integrations.functions.declaration import secret_values, settings_for, values_problems
+from integrations.functions.declaration import FunctionCode, secret_values, settings_for, values_problems
 from integrations.functions.fetch import Fetcher
 from integrations.functions.runtime import HANDLER_OF_TYPE, FunctionError, Invocation, sandbox_for
 from integrations.vendors.contract import DeliveryError, Result, Vendor
@@ -46,12 +46,6 @@ class FunctionConfig:
         return [] if 1 <= self.batch_size <= 400 else ["batch_size: must be between 1 and 400"]
 
 
-def load_function(slug: str) -> Any:
-    from integrations.models import Function
-
-    return Function.objects.filter(slug=slug, kind="destination").first()
-
-
 class FunctionVendor(Vendor):
     key = "function"
     label = "Destination function (JavaScript)"
@@ -65,7 +59,7 @@ class FunctionVendor(Vendor):
         secrets = credentials if isinstance(credentials, dict) else {}
         super().__init__(config, {}, mapping, **kwargs)
         self.secrets = secrets
-        self.function = load_function(self.config.function)
+        self.function = self.state.function(self.config.function, "destination")
         if self.function is None:
             raise DeliveryError(
                 f"There is no destination function {self.config.function!r}.",
@@ -87,13 +81,20 @@ class FunctionVendor(Vendor):
 
     @classmethod
     def validate(cls, config: Any, credentials: Any, mapping: Any = None) -> list[str]:
+        """The shape of the settings; their values against the function's declaration are checked where the
+        function can be read (Destination.clean)."""
         problems = super().validate(config, {}, mapping)
-        if problems or not isinstance(config, dict):
-            return problems
-        function = load_function(config.get("function"))
+        if credentials is not None and not isinstance(credentials, dict):
+            problems.append("credentials: must be an object of the function's sensitive settings")
+        return problems
+
+    @staticmethod
+    def settings_problems(function: FunctionCode | None, config: Any, credentials: Any) -> list[str]:
         if function is None:
-            return [f"config.function: there is no destination function {config.get('function')!r}"]
-        return values_problems(function.settings, config.get("settings"), credentials, "config.settings", "credentials")
+            name = config.get("function") if isinstance(config, dict) else None
+            return [f"config.function: there is no destination function {name!r}"]
+        plain = config.get("settings") if isinstance(config, dict) else None
+        return values_problems(function.settings, plain, credentials, "config.settings", "credentials")
 
     def secret_values(self) -> list[str]:
         return secret_values(getattr(self, "secrets", {}))

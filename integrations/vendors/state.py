@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from integrations.functions.declaration import FunctionCode
+
 
 @dataclass(frozen=True)
 class Token:
@@ -54,6 +56,9 @@ class TokenStore(Protocol):
 class VendorState(Protocol):
     tokens: TokenStore
     memo: Memo
+
+    def function(self, slug: str, kind: str) -> FunctionCode | None:
+        """The saved function `slug` of this kind (a destination function's code), or None."""
 
     def lock(self, key: str, seconds: float) -> AbstractContextManager[None]:
         """Hold `key` across the hub's processes for one call; a holder that died frees it after `seconds`.
@@ -115,11 +120,16 @@ class MemoryTokens:
 class MemoryState:
     """State kept in memory, for one vendor object or a test: nothing is shared with other processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, functions: dict[str, FunctionCode] | None = None) -> None:
         self.tokens = MemoryTokens()
         self.memo = Memo()
         self.locks: dict[str, threading.Lock] = {}
         self.guard = threading.Lock()
+        self.functions = functions or {}
+
+    def function(self, slug: str, kind: str) -> FunctionCode | None:
+        found = self.functions.get(slug)
+        return found if found is not None and found.kind == kind else None
 
     @contextmanager
     def lock(self, key: str, seconds: float) -> Iterator[None]:

@@ -39,6 +39,7 @@ class Incoming:
     headers: Mapping[str, str]
     payload: Any
     received_at: datetime
+    url: str = ""  # the URL the tool posted to (a JavaScript source function reads it as request.url)
 
 
 @dataclass
@@ -58,6 +59,8 @@ class SourceFunction:
     label: ClassVar[str]
     config_class: ClassVar[type] = NoSettings
     secrets_class: ClassVar[type] = SigningSecret
+    accepts_any_body: ClassVar[bool] = False  # True: a body that is not JSON still reaches events() (payload None)
+    answers_empty: ClassVar[bool] = False  # True: a request that makes no event is answered 200, not 400
 
     def __init__(self, config: Any, secrets: Any) -> None:
         self.config, problems = parse_settings(self.config_class, config, "config")
@@ -68,6 +71,11 @@ class SourceFunction:
                 "source_misconfigured",
                 "The source's settings are invalid, fix them in the admin: " + "; ".join(problems + more),
             )
+
+    @classmethod
+    def for_source(cls, source: Any) -> SourceFunction:
+        """The function with this source's settings (a JavaScript one also keeps a warm context per source)."""
+        return cls(source.config, source.settings)
 
     @classmethod
     def validate(cls, config: Any, secrets: Any) -> list[str]:

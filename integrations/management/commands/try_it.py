@@ -8,7 +8,15 @@ from django.core.management.base import BaseCommand
 
 SANDBOX = "http://127.0.0.1:9100"
 EMAIL = "ada@example.com"
-IDENTIFY = {"userId": "user-1", "traits": {"email": EMAIL, "firstName": "Ada"}}
+IDENTIFY = {
+    "userId": "user-1",
+    "traits": {
+        "email": EMAIL,
+        "firstName": "Ada",
+        "name": "Ada Lovelace",
+        "company": {"name": "Analytical Engines", "industry": "Software"},  # the seed's SFMC function reads it
+    },
+}
 ORDER_COMPLETED = {
     "userId": "user-1",
     "event": "Order Completed",

@@ -43,6 +43,8 @@ DEFAULT_EVENT_DEFINITIONS: dict[str, dict[str, Any]] = {
     },
     "APIEvent-paused": {"fields": [*_CONTACT_FIELDS, "plan"], "running": False},
     "datafly_lead_submitted": {"fields": SIGNAL_LEAD_FIELDS, "running": True},
+    # The seed article's destination function sends these fields (integrations/functions/examples/sfmc_journey.js).
+    "APIEvent-welcome-function": {"fields": ["userid", "email", "name", "industry"], "running": True},
 }
 
 

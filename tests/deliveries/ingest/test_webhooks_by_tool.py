@@ -14,7 +14,7 @@ import pytest
 from django.test import Client
 
 from deliveries.models import Delivery, Event
-from integrations.models import Destination, Source
+from integrations.models import Destination, Function, Source
 from integrations.webhooks import FUNCTIONS
 from tests.integrations.webhooks.test_generic import CALENDLY, GITHUB_PUSH, GITHUB_STAR, TYPEFORM
 
@@ -53,7 +53,9 @@ SIGNERS: dict[str, Callable[[bytes], dict[str, str]]] = {
     "stripe": stripe,
     "zendesk": zendesk,
     "generic": generic,
+    "function": generic,  # a JavaScript source verifies a plain HMAC header too
 }
+EXAMPLES = Path(__file__).resolve().parents[3] / "integrations" / "functions" / "examples"
 # A generic source is set up for its tool: the mappings of tests/integrations/webhooks/test_generic.py, signed
 # here with one plain HMAC header.
 SIGNED = {
@@ -83,6 +85,14 @@ def test_a_signed_fixture_is_stored_once_and_routed(db, kind: str, path: Path):
     )
     if kind == "generic":
         source.config = {**GENERIC[path.stem], **SIGNED}
+        source.save()
+    if kind == "function":  # the example source function named by the fixture's prefix
+        example = path.name.split(".")[0]
+        Function.objects.create(
+            name=example, slug=example, kind="source", code=(EXAMPLES / f"{example}.js").read_text(encoding="utf-8")
+        )
+        source.config = {"function": example, "signature_header": "X-Signature"}
+        source.full_clean()
         source.save()
     hook = Destination.objects.create(name="Hook", slug="hook", vendor="webhook", config={"url": "https://x.test/"})
     hook.sources.add(source)
