@@ -8,8 +8,9 @@ import json
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import OuterRef, QuerySet
+from django.db.models import CharField, OuterRef, QuerySet
 from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, reverse
@@ -21,13 +22,19 @@ from integrations.forms.function import TYPE_LABELS, FunctionForm
 from integrations.models import Destination, Function, Source
 
 
+def named_function() -> Cast:
+    # config.function as plain text: compared with a column (OuterRef), a JSON key lookup would read the column
+    # as JSON ("malformed JSON" on SQLite).
+    return Cast(KT("config__function"), output_field=CharField())
+
+
 def destination_runs(slug: Any) -> QuerySet[Destination]:
     """The destinations whose vendor is this destination function (`slug`: a value or an OuterRef)."""
-    return Destination.objects.annotate(runs=KT("config__function")).filter(vendor="function", runs=slug)
+    return Destination.objects.annotate(runs=named_function()).filter(vendor="function", runs=slug)
 
 
 def source_runs(slug: Any) -> QuerySet[Source]:
-    return Source.objects.annotate(runs=KT("config__function")).filter(kind="function", runs=slug)
+    return Source.objects.annotate(runs=named_function()).filter(kind="function", runs=slug)
 
 
 @admin.register(Function)
