@@ -15,7 +15,7 @@ document.addEventListener("DOMContentLoaded", function () {
       el.hidden = chosen !== "" && el.dataset.vendor !== chosen;
     });
     document.querySelectorAll(".form-row.field-function, .form-row.field-function_settings").forEach(function (row) {
-      row.hidden = vendor.id === "id_vendor" && chosen !== "function";
+      row.hidden = chosen !== "function";  // the vendor, or a source's kind, that runs a function
     });
   }
   if (vendor) {
