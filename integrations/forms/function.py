@@ -186,6 +186,8 @@ class FunctionForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "code" in self.fields:
+            self.fields["code"].strip = False  # code as typed: a trimmed end would make a version of its own
         if "kind" in self.fields:
             # A new function starts from its kind's starter; the script swaps it while it is untouched.
             self.fields["kind"].widget.attrs["data-starters"] = json.dumps(STARTERS)
