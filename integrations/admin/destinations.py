@@ -25,10 +25,9 @@ from integrations.admin.base import (
     sees_secrets,
     stored_line,
 )
-from integrations.crypto import CANNOT_DECRYPT, Undecryptable
+from integrations.crypto import CANNOT_DECRYPT
 from integrations.forms import DestinationForm, credential_masks
 from integrations.forms.destination_functions import FIELDS as FUNCTION_INPUTS
-from integrations.forms.secrets import mask
 from integrations.models import Destination
 from integrations.signals import destinations_resumed
 
@@ -48,16 +47,6 @@ MARKETER_FIELDS = ["mapping", "filter"]
 
 def names(destinations: list[Destination]) -> str:
     return ", ".join(d.name for d in destinations)
-
-
-def secret_masks(destination: Destination) -> list[tuple[str, str]]:
-    """(key, mask) of each credential; a destination function's are its sensitive settings, by name."""
-    if destination.vendor != "function":
-        return credential_masks(destination.vendor, destination.credentials)
-    stored = destination.credentials
-    if isinstance(stored, Undecryptable):
-        return [("credentials", CANNOT_DECRYPT)]
-    return [(name, mask(value)) for name, value in (stored if isinstance(stored, dict) else {}).items()]
 
 
 @admin.register(Destination)
@@ -147,11 +136,7 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
         # A function's settings are typed one input each; a read-only page shows what is stored instead.
         inputs = editable and not self.limited(request, obj)
         functions = ["function", "function_settings"] if inputs else []
-        insert = (
-            ["insert_function", "insert_values"]
-            if inputs
-            else ["insert_function", "insert_settings", "insert_secrets_"]
-        )
+        insert = ["insert_function", *(["insert_values"] if inputs else ["insert_settings", "insert_secrets_"])]
         first: dict[str, Any] = {"fields": ["name", "slug", "vendor", "sources", "enabled", "paused"]}
         if self.limited(request, obj):
             first["description"] = (
@@ -280,7 +265,7 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
 
     @admin.display(description="Credentials")
     def credentials_(self, destination: Destination) -> str:
-        masks = secret_masks(destination)
+        masks = credential_masks(destination.vendor, destination.credentials)
         if not masks:
             return "none needed"
         return format_html_join(

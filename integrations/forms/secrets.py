@@ -59,7 +59,12 @@ def mask(value: Any) -> str:
 
 
 def credential_masks(kind: str, stored: Any, kinds: Kinds | None = None) -> list[tuple[str, str]]:
-    """(key, mask) for each secret key of the vendor (or source kind), as stored."""
+    """(key, mask) for each secret key of the vendor (or source kind), as stored; a destination function's
+    secrets are its sensitive settings, by name (declared by the function, not the vendor)."""
+    if kind == "function" and kinds is None:
+        if isinstance(stored, Undecryptable):
+            return [("credentials", CANNOT_DECRYPT)]
+        return [(name, mask(value)) for name, value in (stored if isinstance(stored, dict) else {}).items()]
     found = (kinds if kinds is not None else vendor_kinds()).get(kind)
     if found is None:
         return []
