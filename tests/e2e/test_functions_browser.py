@@ -1,7 +1,7 @@
 """Functions in a real browser, as an administrator: write a destination function in the code editor, declare a
 secret setting, Run test it with an event picked from the Debugger (fetch recorded, not sent) and read its console
-and its fetch call, save it, change it, mark a syntax error on its line, and roll back to the first version from
-its diff."""
+and its fetch call, save it, change it, mark a syntax error on its line, roll back to the first version from its
+diff, and choose it on a destination with its secret setting."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ FIRST = """async function onTrack(event, settings) {
   const response = await fetch("https://api.example.com/orders", {
     method: "POST",
     headers: { Authorization: "Bearer " + settings.apiKey },
-    body: JSON.stringify({ plan: event.properties.plan }),
+    body: JSON.stringify({ plan: event.properties.plan, region: settings.region }),
   });
   return { status: response.status };
 }"""
@@ -72,12 +72,15 @@ def test_an_administrator_writes_tests_saves_and_rolls_back_a_function(
     assert editor_text(page) == FIRST
     page.fill('input[name="settings-0-name"]', "apiKey")
     page.check('input[name="settings-0-sensitive"]')
+    page.get_by_role("button", name="Add a setting").click()
+    page.fill('input[name="settings-1-name"]', "region")
 
     # Run test: an event from the Debugger, the secret typed for the test, fetch recorded.
     panel = page.locator("#run-test")
     secret = panel.locator('input[name="secret.apiKey"]')
     expect(secret).to_have_attribute("type", "password")
     secret.fill(SECRET)
+    panel.locator('input[name="setting.region"]').fill("eu")
     pick = panel.locator("#run-event-pick")
     expect(pick.locator("option")).to_have_count(2)
     pick.select_option(index=1)
@@ -90,6 +93,7 @@ def test_an_administrator_writes_tests_saves_and_rolls_back_a_function(
     expect(exchange).to_have_count(1)
     expect(exchange.locator("summary")).to_contain_text("POST https://api.example.com/orders")
     expect(exchange).to_contain_text("not sent")
+    expect(exchange).to_contain_text('"region": "eu"')
     assert SECRET not in page.content().replace(page.locator('input[name="secret.apiKey"]').input_value(), "")
     result.scroll_into_view_if_needed()
     shoot(page, "function-run-test.png")
@@ -136,4 +140,19 @@ def test_an_administrator_writes_tests_saves_and_rolls_back_a_function(
     assert function.version == 3
     assert function.code == FIRST
     shoot(page, "function-rolled-back.png")
+
+    # A destination runs it: the function chosen by name, its secret setting typed once, never shown again.
+    page.goto(f"{live_server.url}/admin/integrations/destination/add/")
+    page.locator("#id_name").press_sequentially("Orders API")
+    page.select_option("#id_vendor", "function")
+    secret_input = page.locator('input[name="function_settings__order-hook__secret__apiKey"]')
+    expect(secret_input).to_be_hidden()  # until the function is chosen
+    page.select_option("#id_function", "order-hook")
+    expect(secret_input).to_be_visible()
+    secret_input.fill(SECRET)
+    shoot(page, "destination-function.png")
+    page.get_by_role("button", name="Save and continue editing").click()
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    expect(page.locator(".function-settings-group:not([hidden]) .credential-state")).to_have_text("••••••••")
+    assert SECRET not in page.content()
     assert errors == []

@@ -81,15 +81,18 @@ document.addEventListener("DOMContentLoaded", function () {
   if (kindSelect) kindSelect.addEventListener("change", showForKind);
   showForKind();
 
-  // One input per declared setting; what was typed stays while the declaration changes.
+  // One input per declared setting, redrawn only when the declaration changes; an input whose setting is still
+  // declared the same way is kept as it is (its value, and the focus when someone is typing in it).
+  let drawn = null;
   function settingInputs() {
     if (!settingsBox) return;
-    const typed = {};
-    settingsBox.querySelectorAll("input, textarea").forEach(function (input) {
-      typed[input.name] = input.type === "checkbox" ? input.checked : input.value;
-    });
-    settingsBox.textContent = "";
     const items = declared();
+    const signature = JSON.stringify(items.map(function (i) { return [i.name, i.type, i.sensitive, i.required]; }));
+    if (signature === drawn) return;
+    drawn = signature;
+    const kept = {};
+    settingsBox.querySelectorAll("input, textarea").forEach(function (input) { kept[input.name] = input; });
+    settingsBox.textContent = "";
     if (!items.length) {
       settingsBox.innerHTML = '<span class="quiet">This function declares no settings.</span>';
       return;
@@ -97,25 +100,25 @@ document.addEventListener("DOMContentLoaded", function () {
     items.forEach(function (item) {
       const name = (item.sensitive ? "secret." : "setting.") + item.name;
       const id = "run-" + name.replace(/[^A-Za-z0-9_-]/g, "-");
-      let input;
-      if (!item.sensitive && (item.type === "text" || item.type === "array" || item.type === "text_map")) {
-        input = document.createElement("textarea");
-        input.rows = 2;
-        input.placeholder = item.type === "array" ? "One item per line" : item.type === "text_map" ? "One key: value per line" : "";
-      } else {
-        input = document.createElement("input");
-        input.type = item.sensitive ? "password" : item.type === "boolean" ? "checkbox" : "text";
-        if (item.sensitive) input.autocomplete = "new-password";
-        if (input.type !== "checkbox") input.className = "vTextField";
-      }
-      input.name = name;
-      input.id = id;
-      input.setAttribute("form", "run-test-form");
-      if (typed[name] !== undefined) {
-        if (input.type === "checkbox") input.checked = typed[name]; else input.value = typed[name];
+      const multiline = !item.sensitive && (item.type === "text" || item.type === "array" || item.type === "text_map");
+      const type = item.sensitive ? "password" : item.type === "boolean" ? "checkbox" : multiline ? "textarea" : "text";
+      let input = kept[name] && (kept[name].type === type) ? kept[name] : null;
+      if (!input) {
+        input = document.createElement(multiline ? "textarea" : "input");
+        if (multiline) {
+          input.rows = 2;
+          input.placeholder = item.type === "array" ? "One item per line" : item.type === "text_map" ? "One key: value per line" : "";
+        } else {
+          input.type = type;
+          if (item.sensitive) input.autocomplete = "new-password";
+          if (type !== "checkbox") input.className = "vTextField";
+        }
+        input.name = name;
+        input.id = id;
+        input.setAttribute("form", "run-test-form");
       }
       const label = document.createElement("label");
-      label.htmlFor = id;
+      label.htmlFor = input.id;
       label.textContent = item.name + ":";
       const note = document.createElement("span");
       note.className = "run-setting-note";
