@@ -1,6 +1,7 @@
-"""/api/v1/destinations: where events go, by slug. Credentials are write-only and only an administrator may set
-them; a Marketer may change the mapping and the filter alone, as on the admin's page. Destination.clean() is the
-one place settings are checked (the vendor's rules, JMESPath, filter, limits)."""
+"""/api/v1/destinations: where events go, by slug. Credentials (and an insert function's secrets) are write-only and
+only an administrator may set them; a Marketer may change the mapping and the filter alone, as on the admin's page.
+Destination.clean() is the one place settings are checked (the vendor's rules, JMESPath, filter, limits, a
+function's declared settings)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import (
-    OpenApiExample,
     OpenApiParameter,
     extend_schema,
     extend_schema_field,
@@ -19,21 +19,40 @@ from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from deliveries.api.destination_examples import ANSWER, CHANGE_EXAMPLES, CREATE_EXAMPLES, RIGHTS
 from deliveries.api.pagination import Cursor
-from deliveries.api.secrets import HOW, STATE_SCHEMA, SecretsField, merged, refuse_fields, sees_secrets, stored_state
+from deliveries.api.secrets import (
+    HOW,
+    STATE_SCHEMA,
+    SecretsField,
+    declared_by,
+    declared_by_function,
+    merged,
+    refuse_fields,
+    sees_secrets,
+    stored_state,
+)
 from deliveries.api.serializers import ENABLED, SecondsField, StrictModelSerializer, strict_boolean
 from deliveries.api.tester import DestinationTestActions
 from integrations import vendors
 from integrations.admin.destinations import MARKETER_FIELDS
-from integrations.models import Destination, Source
+from integrations.crypto import Undecryptable
+from integrations.models import Destination, Function, Source
 from integrations.signals import destinations_resumed
 
 STATES = ["enabled", "disabled", "paused", "misconfigured"]
+SECRET_FIELDS = ["credentials", "insert_secrets"]
 
 
-def secrets_class(vendor: str) -> type | None:
+def credential_names(vendor: str, config: Any) -> list[str] | None:
+    """The credentials a destination takes: its vendor's, or for a destination function the sensitive settings
+    its function declares (None while there is no such function: the model's check says so)."""
+    if vendor == "function":
+        slug = config.get("function") if isinstance(config, dict) else None
+        function = Function.objects.filter(slug=slug, kind="destination").first() if isinstance(slug, str) else None
+        return declared_by_function(function) if function is not None else None
     found = vendors.VENDORS.get(vendor)
-    return found.credentials_class if found is not None else None
+    return declared_by(found.credentials_class) if found is not None else None
 
 
 class DestinationSerializer(StrictModelSerializer):
@@ -53,6 +72,19 @@ class DestinationSerializer(StrictModelSerializer):
         f"`credentials_set`. On update, {HOW}."
     )
     credentials_set = serializers.SerializerMethodField()
+    insert_function = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Function.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="The slug of an insert function run on each event before it is sent (null: none)",
+        error_messages={"does_not_exist": "No function with slug {value}."},
+    )
+    insert_secrets = SecretsField(
+        help_text="The insert function's sensitive settings: write-only, answered in `insert_secrets_set`. On "
+        f"update, {HOW}."
+    )
+    insert_secrets_set = serializers.SerializerMethodField()
     retry_deadline_seconds = SecondsField(
         source="retry_deadline",
         required=False,
@@ -75,6 +107,10 @@ class DestinationSerializer(StrictModelSerializer):
             "config",
             "credentials",
             "credentials_set",
+            "insert_function",
+            "insert_settings",
+            "insert_secrets",
+            "insert_secrets_set",
             "mapping",
             "filter",
             "consent_categories",
@@ -104,7 +140,15 @@ class DestinationSerializer(StrictModelSerializer):
     def get_credentials_set(self, destination: Destination) -> dict[str, str] | None:
         if not sees_secrets(self.context["request"]):
             return None
-        return stored_state(destination.credentials, secrets_class(destination.vendor))
+        stored = destination.credentials
+        locked = isinstance(stored, Undecryptable)  # only then are the names needed (a query, for a function)
+        return stored_state(stored, credential_names(destination.vendor, destination.config) if locked else None)
+
+    @extend_schema_field({**STATE_SCHEMA, "example": {"apiKey": "set"}})
+    def get_insert_secrets_set(self, destination: Destination) -> dict[str, str] | None:
+        if not sees_secrets(self.context["request"]):
+            return None
+        return stored_state(destination.insert_secrets, declared_by_function(destination.insert_function))
 
     @extend_schema_field({"type": "string", "enum": STATES})
     def get_state(self, destination: Destination) -> str:
@@ -118,13 +162,18 @@ class DestinationSerializer(StrictModelSerializer):
         row = self.instance if self.instance is not None else Destination()
         self.was_running = bool(row.pk and row.enabled and not row.paused)
         given = attrs.pop("credentials", None)
+        given_insert = attrs.pop("insert_secrets", None)
         self.sources = attrs.pop("sources", None)
         for name, value in attrs.items():
             setattr(row, name, value)
+        if row.insert_function is None and "insert_settings" not in attrs:
+            row.insert_settings = {}  # no insert function, none of its settings: a null alone removes it
         if self.limited:
             self.clean_row(row, only=MARKETER_FIELDS)
         else:
-            row.credentials = merged(secrets_class(row.vendor), given, row.credentials if row.pk else {})
+            row.credentials = merged(credential_names(row.vendor, row.config), given, row.credentials if row.pk else {})
+            stored = row.insert_secrets if row.pk else {}
+            row.insert_secrets = merged(declared_by_function(row.insert_function), given_insert, stored)
             self.clean_row(row)
         self.row = row
         return attrs
@@ -157,83 +206,11 @@ class DestinationSerializer(StrictModelSerializer):
         return row
 
 
-WEBHOOK = {
-    "name": "Order webhook",
-    "slug": "order-webhook",
-    "vendor": "webhook",
-    "sources": ["website"],
-    "config": {"url": "https://hooks.example.com/orders"},
-    "credentials": {"signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
-    "filter": {"types": ["track"], "events": ["Order Completed"], "condition": None},
-}
-SFMC = {
-    "name": "Welcome journey",
-    "slug": "welcome-journey",
-    "vendor": "sfmc_journey",
-    "sources": ["website"],
-    "config": {"subdomain": "mc-abc123", "event_definition_key": "APIEvent-welcome"},
-    "credentials": {"client_id": "…", "client_secret": "…"},
-    "filter": {"types": ["identify"], "events": [], "condition": None},
-    "mapping": {"ContactKey": "userId", "Data": {"email": "traits.email"}},
-}
-CREATE_EXAMPLES = [
-    OpenApiExample("A Journey Builder entry", request_only=True, value=SFMC),
-    OpenApiExample("A webhook", request_only=True, value=WEBHOOK),
-]
-ANSWER = OpenApiExample(
-    "A destination",
-    response_only=True,
-    value={
-        "id": 7,
-        **{k: v for k, v in SFMC.items() if k != "credentials"},
-        "enabled": True,
-        "paused": False,
-        "state": "enabled",
-        "credentials_set": {"client_id": "set", "client_secret": "set"},
-        "consent_categories": [],
-        "rate_limit": None,
-        "rate_period": None,
-        "concurrency": None,
-        "timeout": 10.0,
-        "retry_deadline_seconds": 14400,
-        "last_error": "",
-        "last_error_code": "",
-        "last_error_hint": "",
-        "last_error_at": None,
-        "last_delivered_at": "2025-05-01T09:30:00Z",
-        "created_at": "2025-04-01T08:00:00Z",
-        "updated_at": "2025-04-01T08:00:00Z",
-    },
-)
-CHANGE_EXAMPLES = [
-    OpenApiExample(
-        "A Marketer's change: the mapping",
-        request_only=True,
-        value={"mapping": {"ContactKey": "userId", "Data": {"email": "traits.email || properties.email"}}},
-    ),
-    OpenApiExample(
-        "A Marketer's change: the filter",
-        request_only=True,
-        value={"filter": {"types": ["track"], "events": ["Order Completed"], "condition": "properties.total > `100`"}},
-    ),
-    OpenApiExample(
-        "A new client secret (the client id is kept)", request_only=True, value={"credentials": {"client_secret": "…"}}
-    ),
-    OpenApiExample("Remove a secret header", request_only=True, value={"credentials": {"headers": None}}),
-    OpenApiExample("Pause delivery", request_only=True, value={"paused": True}),
-]
-RIGHTS = (
-    " An administrator (the `integrations.manage_credentials` permission) may change every field. Without it, "
-    "`credentials` is refused, and a change may name `mapping` and `filter` only (a Marketer's rights, as in the "
-    "admin): any other field is a 403 and nothing changes."
-)
-
-
 @extend_schema_view(
     list=extend_schema(
         summary="List destinations",
-        description="Newest first, a page at a time (`?limit=`, `next`/`previous` links). Credentials are never "
-        "returned: `credentials_set` says which are stored, to administrators.",
+        description="Newest first, a page at a time (`?limit=`, `next`/`previous` links). Secrets are never "
+        "returned: `credentials_set` and `insert_secrets_set` say which are stored, to administrators.",
         parameters=[
             OpenApiParameter("vendor", str, description="Only destinations of this vendor, e.g. `sfmc_journey`"),
             OpenApiParameter("source", str, description="Only destinations fed by the source with this slug"),
@@ -245,20 +222,21 @@ RIGHTS = (
     create=extend_schema(
         summary="Create a destination",
         description="Checked as the admin checks it, the way the delivery worker reads it: the vendor's config and "
-        "credentials, the JMESPath of the mapping and the filter's condition, the limits. Every problem is a 400 "
+        "credentials (a function's declared settings), the insert function's settings, the JMESPath of the mapping and "
+        "the filter's condition, the limits. Every problem is a 400 "
         'under its field, e.g. `{"config": ["config.url: required"]}`; nothing is saved.' + RIGHTS,
         examples=[*CREATE_EXAMPLES, ANSWER],
     ),
     update=extend_schema(
         summary="Replace a destination",
         description="`name`, `slug` and `vendor` must be given; any other field left out keeps its value "
-        "(`credentials` keep theirs key by key)." + RIGHTS,
+        "(`credentials` and `insert_secrets` keep theirs key by key)." + RIGHTS,
         examples=[*CREATE_EXAMPLES, ANSWER],
     ),
     partial_update=extend_schema(
         summary="Change a destination",
-        description="Only the fields given change. In `credentials`, a key left out keeps its stored value and null "
-        "removes it." + RIGHTS,
+        description="Only the fields given change. In `credentials` and `insert_secrets`, a key left out keeps its "
+        "stored value and null removes it." + RIGHTS,
         examples=[*CHANGE_EXAMPLES, ANSWER],
     ),
     destroy=extend_schema(summary="Delete a destination", description="Its deliveries go with it."),
@@ -266,7 +244,7 @@ RIGHTS = (
 class DestinationViewSet(DestinationTestActions, viewsets.ModelViewSet):
     """Bases stay open: the Event Tester's `test` action is a mixin added in front (deliveries/api/tester.py)."""
 
-    queryset = Destination.objects.prefetch_related("sources")
+    queryset = Destination.objects.select_related("insert_function").prefetch_related("sources")
     serializer_class = DestinationSerializer
     lookup_field = "slug"
     pagination_class = Cursor
@@ -285,7 +263,7 @@ class DestinationViewSet(DestinationTestActions, viewsets.ModelViewSet):
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if not sees_secrets(request):
-            refuse_fields(request, None, ["credentials"], "Only an administrator can set credentials.")
+            refuse_fields(request, None, SECRET_FIELDS, "Only an administrator can set credentials or secrets.")
         return super().create(request, *args, **kwargs)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:

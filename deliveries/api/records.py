@@ -1,5 +1,6 @@
 """How a delivery reads in an answer, with its attempts and each attempt's HTTP exchanges as recorded (redacted
-then, truncated): shared by /api/v1/deliveries and an event's trace in /api/v1/events."""
+then, truncated) and a function's console output: shared by /api/v1/deliveries and an event's trace in
+/api/v1/events."""
 
 from __future__ import annotations
 
@@ -74,8 +75,21 @@ class ExchangesField(serializers.JSONField):
     """The exchanges as recorded, key for key (a missing key stays missing: nothing is invented)."""
 
 
+class LogLineSerializer(serializers.Serializer):
+    """One line a function wrote with console.log (warn, error …), secrets redacted (documentation of the JSON)."""
+
+    level = serializers.CharField(help_text="log, info, warn, error, debug or trace")
+    message = serializers.CharField()
+
+
+@extend_schema_field(LogLineSerializer(many=True))
+class LogsField(serializers.JSONField):
+    """The console lines as recorded."""
+
+
 class AttemptSerializer(serializers.ModelSerializer):
     exchanges = ExchangesField(read_only=True, help_text="Every HTTP exchange of this try, in order")
+    logs = LogsField(read_only=True, help_text="A function's console output in this try (empty for other vendors)")
 
     class Meta:
         model = Attempt
@@ -89,6 +103,7 @@ class AttemptSerializer(serializers.ModelSerializer):
             "error_message",
             "hint",
             "exchanges",
+            "logs",
         ]
         read_only_fields = fields
 

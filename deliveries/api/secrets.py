@@ -1,10 +1,13 @@
-"""Secrets through the management API (a destination's credentials, a source's signing secret and write key):
-accepted on create and update, merged into what is stored the way the admin's form merges them, answered as "set"
-per key and never with their value, to administrators only."""
+"""Secrets through the management API (a destination's credentials and its insert function's secrets, a source's
+signing secret and write key): accepted on create and update, merged into what is stored the way the admin's form
+merges them, answered as "set" per key and never with their value, to administrators only.
+
+Which keys may be stored is a vendor's (source kind's) secrets dataclass, or the sensitive settings a function
+declares: either way a list of names, `declared`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -14,11 +17,24 @@ from rest_framework.request import Request
 from integrations.admin.base import MANAGE_CREDENTIALS, sees_secrets
 from integrations.crypto import CANNOT_DECRYPT, Undecryptable
 from integrations.forms import credential_keys
+from integrations.functions.declaration import FunctionCode
+from integrations.models import Function
 
 SET = "set"
 HOW = 'a key left out keeps its stored value, null removes it (e.g. {"signing_secret": null})'
 
-__all__ = ["HOW", "SET", "STATE_SCHEMA", "SecretsField", "merged", "refuse_fields", "sees_secrets", "stored_state"]
+__all__ = [
+    "HOW",
+    "SET",
+    "STATE_SCHEMA",
+    "SecretsField",
+    "declared_by",
+    "declared_by_function",
+    "merged",
+    "refuse_fields",
+    "sees_secrets",
+    "stored_state",
+]
 
 
 @extend_schema_field({"type": "object", "additionalProperties": {}})
@@ -51,26 +67,42 @@ STATE_SCHEMA = {
 }
 
 
-def stored_state(stored: Any, secrets_class: type | None) -> dict[str, str]:
+def declared_by(secrets_class: type | None) -> list[str] | None:
+    """The secret keys a vendor's (source kind's) secrets dataclass takes; None: no class, any key is the model's
+    check to judge."""
+    return [key.name for key in credential_keys(secrets_class)] if secrets_class is not None else None
+
+
+def declared_by_function(function: Function | FunctionCode | None) -> list[str]:
+    """The sensitive settings a function declares: a function destination's credentials, an insert function's
+    secrets, a JavaScript source's settings beside its signing secret (no function: none)."""
+    items = function.settings if function is not None and isinstance(function.settings, list) else []
+    return [
+        item["name"]
+        for item in items
+        if isinstance(item, dict) and item.get("sensitive") and isinstance(item.get("name"), str)
+    ]
+
+
+def stored_state(stored: Any, declared: Collection[str] | None) -> dict[str, str]:
     """{key: "set"} for each stored non-empty value; each declared key "cannot decrypt: …" when no configured
     key decrypts what is stored."""
     if isinstance(stored, Undecryptable):
-        return {key.name: CANNOT_DECRYPT for key in credential_keys(secrets_class)} if secrets_class else {}
+        return {name: CANNOT_DECRYPT for name in declared or ()}
     if not isinstance(stored, dict):
         return {}
     return {key: SET for key, value in stored.items() if value not in (None, "", {}, [])}
 
 
-def merged(secrets_class: type | None, given: dict[str, Any] | None, stored: Any) -> Any:
+def merged(declared: Collection[str] | None, given: dict[str, Any] | None, stored: Any) -> Any:
     """The secrets to save: `given` over `stored`, as the admin's form does. A key left out keeps its stored value,
-    null removes it, a pasted string loses its surrounding whitespace; stored keys the vendor (source kind) does
-    not take are dropped, given ones are kept for the model's check to name."""
+    null removes it, a pasted string loses its surrounding whitespace; stored keys not `declared` (by the vendor,
+    the source kind or the function) are dropped, given ones are kept for the model's check to name."""
     locked = isinstance(stored, Undecryptable)
     if locked and not given:
         return stored  # the model's check says the stored secrets cannot be decrypted
     kept = dict(stored) if isinstance(stored, dict) else {}
-    if secrets_class is not None:
-        declared = {key.name for key in credential_keys(secrets_class)}
+    if declared is not None:
         kept = {key: value for key, value in kept.items() if key in declared}
     for key, value in (given or {}).items():
         if value is None:

@@ -18,9 +18,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from deliveries.api.pagination import Cursor
-from deliveries.api.secrets import HOW, STATE_SCHEMA, SecretsField, merged, refuse_fields, sees_secrets, stored_state
+from deliveries.api.secrets import (
+    HOW,
+    STATE_SCHEMA,
+    SecretsField,
+    declared_by,
+    declared_by_function,
+    merged,
+    refuse_fields,
+    sees_secrets,
+    stored_state,
+)
 from deliveries.api.serializers import ENABLED, StrictModelSerializer, strict_boolean
 from integrations import webhooks
+from integrations.crypto import Undecryptable
 from integrations.models import Source
 
 SECRET_FIELDS = ("write_key", "settings")
@@ -36,13 +47,23 @@ def secrets_class(kind: str) -> type | None:
     return function.secrets_class if function is not None else None
 
 
+def secret_names(source: Source) -> list[str] | None:
+    """The secrets a source keeps: its kind's (a signing secret), and a JavaScript source's function's sensitive
+    settings too (None while that function is missing: the model's check says so)."""
+    names = declared_by(secrets_class(source.kind))
+    if source.kind != "function":
+        return names
+    code = source.function_code()
+    return None if code is None else [*(names or []), *declared_by_function(code)]
+
+
 class SourceSerializer(StrictModelSerializer):
     """Where events come from: an SDK sending with the write key, or a tool's webhooks read by a source function."""
 
     write_key = serializers.CharField(write_only=True, required=False, max_length=100, help_text=WRITE_KEY_HELP)
     settings = SecretsField(
-        help_text="A webhook source's secrets, e.g. its signing secret: write-only, answered in `settings_set`. On "
-        f"update, {HOW}."
+        help_text="A webhook source's secrets, e.g. its signing secret (a JavaScript source's: also the sensitive "
+        f"settings its function declares): write-only, answered in `settings_set`. On update, {HOW}."
     )
     settings_set = serializers.SerializerMethodField()
 
@@ -71,7 +92,8 @@ class SourceSerializer(StrictModelSerializer):
     def get_settings_set(self, source: Source) -> dict[str, str] | None:
         if not sees_secrets(self.context["request"]):
             return None
-        return stored_state(source.settings, secrets_class(source.kind))
+        locked = isinstance(source.settings, Undecryptable)  # only then are the names needed (a query, for a function)
+        return stored_state(source.settings, secret_names(source) if locked else None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         row = self.instance if self.instance is not None else Source()
@@ -82,12 +104,11 @@ class SourceSerializer(StrictModelSerializer):
             )
         for name, value in attrs.items():
             setattr(row, name, value)
-        declared = secrets_class(row.kind)
-        if declared is None and any(value is not None for value in (given or {}).values()):
+        if secrets_class(row.kind) is None and any(value is not None for value in (given or {}).values()):
             raise serializers.ValidationError(
                 {"settings": [f"A source of kind {row.kind!r} takes no settings: only webhook sources have a secret."]}
             )
-        row.settings = merged(declared, given, row.settings if row.pk else {})
+        row.settings = merged(secret_names(row), given, row.settings if row.pk else {})
         self.clean_row(row)
         self.row = row
         return attrs
@@ -125,6 +146,17 @@ CREATE_EXAMPLES = [
             "slug": "stripe",
             "kind": "stripe",
             "settings": {"signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+        },
+    ),
+    OpenApiExample(
+        "A JavaScript source (a source function's code)",
+        request_only=True,
+        value={
+            "name": "Billing",
+            "slug": "billing",
+            "kind": "function",
+            "config": {"function": "billing-webhooks", "settings": {"plan": "pro"}, "signature_header": "X-Signature"},
+            "settings": {"signing_secret": "whsec_8c1dF2b5", "apiToken": "bill_live_7a6b5c4d"},
         },
     ),
 ]

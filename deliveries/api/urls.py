@@ -10,6 +10,7 @@ from deliveries.api import openapi  # noqa: F401 - registers the API token's sec
 from deliveries.api.deliveries import DeliveryViewSet
 from deliveries.api.destinations import DestinationViewSet
 from deliveries.api.events import EventViewSet
+from deliveries.api.functions import FunctionViewSet
 from deliveries.api.replays import ReplayViewSet
 from deliveries.api.sources import SourceViewSet
 from deliveries.api.workspace import WorkspaceViewSet
@@ -18,6 +19,7 @@ router = DefaultRouter()
 router.trailing_slash = "/?"  # with or without the slash: the argument takes only on/off, the attribute a regex
 router.register("sources", SourceViewSet)
 router.register("destinations", DestinationViewSet)
+router.register("functions", FunctionViewSet)
 router.register("events", EventViewSet, basename="event")
 router.register("deliveries", DeliveryViewSet, basename="delivery")
 router.register("replays", ReplayViewSet, basename="replay")

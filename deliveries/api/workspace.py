@@ -1,9 +1,12 @@
 """/api/v1/workspace: the workspace as code over HTTP. GET exports what `manage.py export_workspace` prints, POST
 imports what `manage.py import_workspace` reads (an upsert by slug: the same file twice changes nothing).
 
-Secrets are write-only here as everywhere in the API: the export leaves out credentials and signing secrets (as the
-command does) and write keys too. An import without write keys keeps the stored ones, so an exported file goes
-back in unchanged; to move a hub with its write keys, use the command on the server.
+Secrets are write-only here as everywhere in the API: the export leaves out credentials, insert secrets and signing
+secrets (as the command does) and write keys too. An import without write keys keeps the stored ones, so an
+exported file goes back in unchanged; to move a hub with its write keys, use the command on the server.
+
+Functions follow their own model permissions: the export holds them for whoever may view functions, and a file
+with functions needs the rights to add and change them (the versions an import saves are the caller's).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import permissions, serializers, viewsets
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,6 +32,8 @@ WRITE = [
     "integrations.add_destination",
     "integrations.change_destination",
 ]
+READ_FUNCTIONS = "integrations.view_function"
+WRITE_FUNCTIONS = ["integrations.add_function", "integrations.change_function"]
 
 
 class WorkspacePermission(permissions.BasePermission):
@@ -51,6 +56,11 @@ def without_write_keys(workspace: dict[str, Any]) -> dict[str, Any]:
 
 def report_of(report: ImportReport) -> dict[str, Any]:
     return {
+        "functions": {
+            "created": report.functions_created,
+            "updated": [{"slug": slug, "fields": names} for slug, names in report.functions_updated],
+            "unchanged": report.functions_unchanged,
+        },
         "sources": {"created": report.created, "updated": report.updated, "unchanged": report.unchanged},
         "destinations": {
             "created": report.destinations_created,
@@ -69,6 +79,11 @@ def slugs() -> serializers.ListField:
 class WorkspaceSerializer(serializers.Serializer):
     """The workspace file's shape (for the document; import_workspace() checks a file)."""
 
+    functions = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Functions, by slug, code included (left out for a caller who may not view functions)",
+    )
     sources = serializers.ListField(child=serializers.DictField(), help_text="Sources, by slug")
     destinations = serializers.ListField(child=serializers.DictField(), help_text="Destinations, by slug")
 
@@ -90,7 +105,12 @@ class ImportedDestinationsSerializer(serializers.Serializer):
     unchanged = slugs()
 
 
+class ImportedFunctionsSerializer(ImportedDestinationsSerializer):
+    """The functions created, changed (which fields: a new version when code or settings) and left as they were."""
+
+
 class ImportReportSerializer(serializers.Serializer):
+    functions = ImportedFunctionsSerializer()
     sources = ImportedSourcesSerializer()
     destinations = ImportedDestinationsSerializer()
     lines = serializers.ListField(child=serializers.CharField(), help_text="What `manage.py import_workspace` prints")
@@ -102,6 +122,16 @@ class ImportProblemsSerializer(serializers.Serializer):
 
 
 FILE = {
+    "functions": [
+        {
+            "slug": "drop-test-users",
+            "name": "Drop test users",
+            "kind": "insert",
+            "code": 'async function onIdentify(event) {\n  if ((event.traits.email || "").endsWith("@example.com")) '
+            'throw new DropEvent("a test user");\n  return event;\n}\n',
+            "settings": [],
+        }
+    ],
     "sources": [
         {"slug": "website", "name": "Website", "kind": "http"},
         {"slug": "cio", "name": "Customer.io", "kind": "customerio", "settings": {"signing_secret": "…"}},
@@ -117,12 +147,16 @@ FILE = {
             "credentials": {"client_id": "…", "client_secret": "…"},
             "filter": {"types": ["identify"], "events": [], "condition": None},
             "mapping": {"ContactKey": "userId", "Data": {"email": "traits.email"}},
+            "insert_function": "drop-test-users",
         }
     ],
 }
 EXPORTED = {
+    "functions": [{**f, "description": ""} for f in FILE["functions"]],
     "sources": [{k: v for k, v in s.items() if k != "settings"} | {"enabled": True} for s in FILE["sources"]],
-    "destinations": [{k: v for k, v in d.items() if k != "credentials"} for d in FILE["destinations"]],
+    "destinations": [
+        {k: v for k, v in d.items() if k != "credentials"} | {"insert_settings": {}} for d in FILE["destinations"]
+    ],
 }
 
 
@@ -131,21 +165,27 @@ class WorkspaceViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Export the workspace",
-        description="Sources and destinations in the workspace file's format, by slug; no secret is included "
-        "(credentials, signing secrets and write keys are left out). Needs view rights on both.",
+        description="Functions, sources and destinations in the workspace file's format, by slug; no secret is "
+        "included (credentials, insert secrets, signing secrets and write keys are left out; function code is not a "
+        "secret). Needs view rights on sources and destinations; functions are left out for a caller who may not "
+        "view them.",
         responses={200: WorkspaceSerializer},
         examples=[OpenApiExample("A workspace", value=EXPORTED, response_only=True)],
     )
     def list(self, request: Request) -> Response:
-        return Response(without_write_keys(export_workspace()))
+        exported = export_workspace()
+        if not request.user.has_perm(READ_FUNCTIONS):
+            del exported["functions"]
+        return Response(without_write_keys(exported))
 
     @extend_schema(
         summary="Import a workspace",
-        description="Creates or updates sources and destinations by slug; a key left out keeps the stored value "
-        "(credentials and write keys included), so the same file twice changes nothing. Every source and "
-        "destination is checked first, as the admin checks it: a bad file is a 400 listing every problem, and "
-        "nothing is written. Needs an administrator (`integrations.manage_credentials` and the rights to add and "
-        "change sources and destinations).",
+        description="Creates or updates functions, then sources, then destinations, by slug; a key left out keeps "
+        "the stored value (credentials, insert secrets and write keys included), so the same file twice changes "
+        "nothing (a function keeps its version unless its code or settings change). Everything is checked first, as "
+        "the admin checks it: a bad file is a 400 listing every problem (a function's syntax error with its line and "
+        "column), and nothing is written. Needs an administrator (`integrations.manage_credentials` and the rights "
+        "to add and change sources and destinations, and functions when the file has them).",
         request=OpenApiTypes.OBJECT,
         responses={
             200: ImportReportSerializer,
@@ -158,16 +198,18 @@ class WorkspaceViewSet(viewsets.ViewSet):
                 response_only=True,
                 status_codes=["200"],
                 value={
+                    "functions": {"created": ["drop-test-users"], "updated": [], "unchanged": []},
                     "sources": {"created": ["cio"], "updated": [], "unchanged": ["website"]},
                     "destinations": {
                         "created": [],
-                        "updated": [{"slug": "welcome-journey", "fields": ["mapping"]}],
+                        "updated": [{"slug": "welcome-journey", "fields": ["insert_function", "mapping"]}],
                         "unchanged": [],
                     },
                     "lines": [
+                        "created function drop-test-users",
                         "created source cio",
                         "unchanged source website",
-                        "updated destination welcome-journey (mapping)",
+                        "updated destination welcome-journey (insert_function, mapping)",
                     ],
                 },
             ),
@@ -184,7 +226,13 @@ class WorkspaceViewSet(viewsets.ViewSet):
     )
     def create(self, request: Request) -> Response:
         try:
-            report = import_workspace(request.data)
+            has_functions = isinstance(request.data, dict) and "functions" in request.data
+            if has_functions and not request.user.has_perms(WRITE_FUNCTIONS):
+                raise PermissionDenied(
+                    "This file has functions: importing it needs the rights to add and change functions. Nothing "
+                    "was imported."
+                )
+            report = import_workspace(request.data, user=request.user)
         except ParseError as exc:  # not JSON: the answer has a bad file's shape all the same
             problems = [str(exc.detail)]
         except WorkspaceError as exc:

@@ -186,7 +186,12 @@ def test_a_missing_file_is_a_command_error(tmp_path: Path) -> None:
 
 def test_export_reimports_unchanged_and_leaves_secrets_out(tmp_path: Path) -> None:
     Source.objects.create(
-        name="Webhooks", slug="hooks", kind="generic", write_key="wk_hooks", settings={"signing_secret": SECRET}
+        name="Webhooks",
+        slug="hooks",
+        kind="generic",
+        write_key="wk_hooks",
+        config={"signature_header": "X-Hub-Signature-256"},  # a valid row: a re-import checks it as it will be
+        settings={"signing_secret": SECRET},
     )
     run_import(write(tmp_path, WORKSPACE))
     before = snapshot()

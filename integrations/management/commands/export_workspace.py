@@ -9,7 +9,9 @@ from integrations.workspace import export_workspace
 
 
 class Command(BaseCommand):
-    help = "Print the workspace (sources and destinations) as JSON, secrets left out."
+    help = (
+        "Print the workspace (functions, sources and destinations) as JSON, secrets left out (function code is kept)."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdout.write(json.dumps(export_workspace(), indent=2))

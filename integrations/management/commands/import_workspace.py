@@ -10,7 +10,10 @@ from integrations.workspace import WorkspaceError, import_workspace
 
 
 class Command(BaseCommand):
-    help = "Create or update sources and destinations from a workspace JSON file, matched by slug."
+    help = (
+        "Create or update functions, sources and destinations from a workspace JSON file, matched by slug "
+        "(functions first: the others name them)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("file", help="Path to the workspace JSON file ('-' for standard input)")

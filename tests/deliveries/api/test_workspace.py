@@ -8,7 +8,7 @@ import logging
 import pytest
 from django.contrib.auth.models import Permission
 
-from integrations.models import ApiToken, Destination, Source
+from integrations.models import ApiToken, Destination, Function, FunctionVersion, Source
 from integrations.workspace import export_workspace
 from tests.deliveries.api.conftest import client_with
 
@@ -51,6 +51,7 @@ def test_an_import_creates_then_changes_nothing_the_second_time(api, caplog) -> 
     response = api.post("/api/v1/workspace", FILE, format="json")
     assert response.status_code == 200, response.json()
     assert response.json() == {
+        "functions": {"created": [], "updated": [], "unchanged": []},
         "sources": {"created": ["website", "cio"], "updated": [], "unchanged": []},
         "destinations": {"created": ["welcome-journey"], "updated": [], "unchanged": []},
         "lines": ["created source website", "created source cio", "created destination welcome-journey"],
@@ -81,7 +82,7 @@ def test_a_bad_file_lists_every_problem_and_writes_nothing(api) -> None:
             {**FILE["destinations"][0], "config": {"subdomain": "mc-abc123"}},
             {"slug": "hook", "vendor": "webhook", "config": {"url": "https://example.com"}, "mapping": {"a": "b ||"}},
         ],
-        "functions": [],
+        "webhooks": [],
     }
     response = api.post("/api/v1/workspace", bad, format="json")
     assert response.status_code == 400
@@ -89,7 +90,7 @@ def test_a_bad_file_lists_every_problem_and_writes_nothing(api) -> None:
     assert answer["detail"].startswith("Nothing was imported")
     problems = "\n".join(answer["problems"])
     for expected in (
-        "unknown top-level keys: functions",
+        "unknown top-level keys: webhooks",
         "sources[0] (website).kind",
         "destinations[0] (welcome-journey).config.event_definition_key: required",
         "destinations[1] (hook).mapping.a:",
@@ -153,3 +154,57 @@ def test_importing_needs_the_credentials_permission_too(django_user_model) -> No
     assert response.status_code == 403
     assert "needs an administrator" in response.json()["detail"]
     assert not Source.objects.exists()
+
+
+ENRICH = {
+    "slug": "enrich",
+    "name": "Enrich",
+    "kind": "insert",
+    "code": "async function onIdentify(event, settings) {\n  return event;\n}\n",
+    "settings": [{"name": "lookupToken", "type": "string", "sensitive": True}],
+}
+WITH_FUNCTIONS = {
+    **FILE,
+    "functions": [ENRICH],
+    "destinations": [
+        {**FILE["destinations"][0], "insert_function": "enrich", "insert_secrets": {"lookupToken": CLIENT_SECRET}}
+    ],
+}
+
+
+def test_functions_are_exported_with_their_code_to_whoever_may_view_them(api, marketer_api, marketer) -> None:
+    assert api.post("/api/v1/workspace", WITH_FUNCTIONS, format="json").status_code == 200
+    exported = api.get("/api/v1/workspace").json()
+    assert exported["functions"] == [{**ENRICH, "description": ""}]
+    assert exported["destinations"][0]["insert_function"] == "enrich"
+    answer = marketer_api.get("/api/v1/workspace")
+    assert ("functions" in answer.json()) == marketer.has_perm("integrations.view_function")
+    for response in (answer, api.get("/api/v1/workspace")):
+        assert CLIENT_SECRET not in response.content.decode()
+        assert "insert_secrets" not in response.content.decode()
+
+
+def test_an_import_through_the_api_saves_function_versions_as_its_caller(api, admin_user) -> None:
+    response = api.post("/api/v1/workspace", WITH_FUNCTIONS, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["functions"] == {"created": ["enrich"], "updated": [], "unchanged": []}
+    assert response.json()["lines"][0] == "created function enrich"
+    version = Function.objects.get(slug="enrich").versions.get()
+    assert (version.created_by, version.note) == (admin_user, "imported from a workspace file")
+    again = api.post("/api/v1/workspace", WITH_FUNCTIONS, format="json").json()
+    assert again["functions"]["unchanged"] == ["enrich"]
+    assert FunctionVersion.objects.count() == 1
+
+
+def test_importing_functions_needs_the_rights_to_add_and_change_them(django_user_model) -> None:
+    user = django_user_model.objects.create_user("sam", is_staff=True)
+    codenames = [f"{verb}_{model}" for verb in ("view", "add", "change") for model in ("source", "destination")]
+    user.user_permissions.add(*Permission.objects.filter(codename__in=[*codenames, "manage_credentials"]))
+    client = client_with(ApiToken.issue(user, "sam's script")[1])
+
+    response = client.post("/api/v1/workspace", WITH_FUNCTIONS, format="json")
+    assert response.status_code == 403
+    assert "add and change functions" in response.json()["detail"]
+    assert not Function.objects.exists()
+    assert not Source.objects.exists()
+    assert client.post("/api/v1/workspace", FILE, format="json").status_code == 200  # no functions: as before
