@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 
 from integrations.admin import function_test, function_versions
 from integrations.admin.base import ago, count_of
-from integrations.forms.function import TYPE_LABELS, FunctionForm
+from integrations.forms.function import TYPE_LABELS, FunctionForm, named_by
 from integrations.models import Destination, Function, Source
 
 
@@ -83,6 +83,18 @@ class FunctionAdmin(admin.ModelAdmin):
         # The version a save makes records who made it and why.
         obj.save(user=request.user, note=form.cleaned_data.get("note") or "")
 
+    def get_deleted_objects(
+        self, objs: QuerySet[Function] | list[Function], request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """A function a destination or source runs by its slug is kept, as one an insert function is (PROTECT)."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for function in objs:
+            protected += [
+                format_html("{} {} runs {} by its slug", user._meta.verbose_name.capitalize(), user.name, function)
+                for user in named_by(function.slug)
+            ]
+        return deleted, counts, perms_needed, protected
+
     def render_change_form(
         self,
         request: HttpRequest,
@@ -130,15 +142,13 @@ class FunctionAdmin(admin.ModelAdmin):
     @admin.display(description="Used by")
     def used_by_(self, function: Function) -> str:
         """Each destination and source that runs the function, linked (a new version reaches them all)."""
-        users = [
-            *((d, "integrations_destination") for d in destination_runs(function.slug)),
-            *((d, "integrations_destination") for d in function.insert_destinations.all()),
-            *((s, "integrations_source") for s in source_runs(function.slug)),
-        ]
+        users = [*named_by(function.slug), *function.insert_destinations.all()]
         if not users:
             return "Nothing runs it yet: choose it on a destination or a source."
         return format_html_join(
-            ", ", '<a href="{}">{}</a>', ((reverse(f"admin:{name}_change", args=[o.pk]), o.name) for o, name in users)
+            ", ",
+            '<a href="{}">{}</a>',
+            ((reverse(f"admin:integrations_{u._meta.model_name}_change", args=[u.pk]), u.name) for u in users),
         )
 
     @admin.display(description="Code")

@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from integrations.functions.declaration import TYPES
-from integrations.models import Function
+from integrations.models import Destination, Function, Source
 
 # "line 3, column 13: SyntaxError: …" (Function.clean) or "at onTrack (function.js:3:13)" (a thrown error's stack)
 WHERE = re.compile(r"line (\d+)(?:, column (\d+))?|function\.js:(\d+):(\d+)")
@@ -66,6 +66,14 @@ def error_position(message: str) -> tuple[int, int] | None:
         return None
     line, column = match.group(1) or match.group(3), match.group(2) or match.group(4) or "1"
     return int(line), int(column)
+
+
+def named_by(slug: str) -> list[Destination | Source]:
+    """The destinations and sources that run a function by its slug: a rename or a deletion leaves them without it."""
+    return [
+        *Destination.objects.filter(vendor="function", config__function=slug).order_by("name"),
+        *Source.objects.filter(kind="function", config__function=slug).order_by("name"),
+    ]
 
 
 def compact(item: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +202,15 @@ class FunctionForm(forms.ModelForm):
             if not self.instance.pk and "code" in self.fields:
                 kind = self.initial.get("kind") or Function.Kind.DESTINATION
                 self.initial.setdefault("code", STARTERS.get(kind, ""))
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data.get("slug") or ""
+        if self.instance.pk and slug != self.instance.slug and (users := named_by(self.instance.slug)):
+            raise forms.ValidationError(
+                f"Cannot be changed: {', '.join(u.name for u in users)} run the function by its slug. Make a new "
+                "function to use another slug."
+            )
+        return slug
 
     def clean_code(self) -> str:
         """Newlines as LF: a browser posts a textarea's as CRLF, and versions and diffs compare the text."""

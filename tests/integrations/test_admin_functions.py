@@ -381,3 +381,18 @@ def test_source_function_sources_are_counted_as_users(admin_client):
         r for r in re.findall(r"<tr>.*?</tr>", admin_client.get(FUNCTIONS).content.decode(), re.S) if "Stripe" in r
     )
     assert "1 source" in row
+
+
+def test_a_function_a_destination_runs_by_its_slug_is_neither_renamed_nor_deleted(admin_client):
+    function = make_function()
+    Destination.objects.create(name="Orders", slug="orders", vendor="function", config={"function": "order-hook"})
+
+    renamed = admin_client.post(change_url(function), form_data(slug="order-hook-2"))
+    delete = admin_client.get(reverse("admin:integrations_function_delete", args=[function.pk]))
+    admin_client.post(reverse("admin:integrations_function_delete", args=[function.pk]), {"post": "yes"})
+
+    assert renamed.context["adminform"].form.errors["slug"] == [
+        "Cannot be changed: Orders run the function by its slug. Make a new function to use another slug."
+    ]
+    assert "Destination Orders runs Order Hook by its slug" in delete.content.decode()
+    assert Function.objects.filter(slug="order-hook").exists()
