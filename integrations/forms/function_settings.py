@@ -283,9 +283,9 @@ class FunctionSettingsField(forms.Field):
 
     def has_changed(self, initial: Any, data: Any) -> bool:
         widget: FunctionSettingsWidget = self.widget  # type: ignore[assignment]
-        typed = (data or {}).get(widget.stored_key)
-        if typed is None:
-            return bool(data)
+        typed = (data or {}).get(widget.stored_key) if widget.stored_key else None
+        if typed is None:  # no function stored: changed once something is typed for one
+            return any(any(v.strip() for v in (*t.plain.values(), *t.secret.values())) for t in (data or {}).values())
         if any(v.strip() for v in typed.secret.values()) or typed.remove:
             return True
         stored = widget.stored_plain if isinstance(widget.stored_plain, dict) else {}

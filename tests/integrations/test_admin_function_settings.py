@@ -245,3 +245,17 @@ def test_a_javascript_source_keeps_its_sensitive_settings_beside_the_signing_sec
     page = admin_client.get(change_url(source)).content.decode()
     assert TOKEN not in page
     assert "whsec_fn_source_1234" not in page
+
+
+def test_saving_a_vendor_destination_does_not_log_function_settings_as_changed(admin_client, hook, tidy):
+    from django.contrib.admin.models import LogEntry
+
+    data = {**form_data(vendor="webhook", config='{"url": "https://hooks.example.com/in"}', function="")}
+    data = {k: v for k, v in data.items() if not k.startswith("function_settings__")}
+    admin_client.post(ADD, data)
+    destination = Destination.objects.get()
+    admin_client.post(change_url(destination), {**data, "name": "Orders 2"})
+
+    message = LogEntry.objects.order_by("pk").last().get_change_message()
+    assert message.startswith("Changed Name")
+    assert "function settings" not in message.lower()
