@@ -94,5 +94,5 @@ def render_logs(logs: Sequence[dict[str, Any]] | None) -> SafeString:
     ]
     return format_html(
         '<div class="console"><div class="exchange-label">Console</div><pre class="console-lines">{}</pre></div>',
-        format_html_join("\n", '<span class="log log-{}"><span class="log-level">{}</span> {}</span>', lines),
+        format_html_join("", '<span class="log log-{}"><span class="log-level">{}</span> {}</span>', lines),
     )
