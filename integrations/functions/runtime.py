@@ -88,6 +88,14 @@ class Invocation:
     missing: bool = False  # the code has no handler of that name
 
 
+# V8 here has no module loader: import('fs') rejects with a bare "Not supported", which says nothing to the
+# person reading the attempt; code that uses import() gets this instead.
+DYNAMIC_IMPORT = re.compile(r"\bimport\s*\(")
+IMPORT_REFUSED = (
+    "import() is not available: functions have no modules. "
+    "Use the globals: fetch, Headers, URL, URLSearchParams, btoa, atob, _ (lodash), cache, console"
+)
+
 ERROR_CODES = {
     "RetryError": "function_retry",
     "EventNotSupported": "event_not_supported",
@@ -108,6 +116,7 @@ class Sandbox:
         self.ctx.set_hard_memory_limit(self.memory)
         self.ctx.eval(PRELUDE)
         self.load_error: FunctionError | None = None
+        self.imports = DYNAMIC_IMPORT.search(code) is not None
         try:
             self.ctx.eval(code + SOURCE_URL, timeout_sec=LOAD_SECONDS)
         except Exception as exc:  # the error is the invocation's, every time until the code is fixed
@@ -124,7 +133,20 @@ class Sandbox:
             )
 
     def close(self) -> None:
+        """Close the context now or, while another thread runs it (a new version replaced it, the cache is full),
+        at the end of that run: closed under a running eval, mini-racer never answers that thread."""
         self.broken = True
+        if self.lock.acquire(blocking=False):
+            try:
+                self._close()
+            finally:
+                self.lock.release()
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            # A run V8 was told to stop reports back to mini-racer's event loop a moment later: a no-op waits for
+            # that, else the report finds the loop closed and "Event loop is closed" is printed from its callback.
+            self.ctx.eval("0", timeout_sec=0.1)
         with contextlib.suppress(Exception):  # a context that fails to close is dropped all the same
             self.ctx.close()
 
@@ -132,15 +154,16 @@ class Sandbox:
         """Run `handler(*args)` to its end: its value or error, console lines, fetch exchanges, emitted events."""
         with self.lock:
             started = time.monotonic()
-            result = self._invoke(handler, args, fetcher, started + (timeout or limits()["timeout"]))
+            limit = timeout or limits()["timeout"]
+            result = self._invoke(handler, args, fetcher, started + limit, limit)
             result.duration_ms = round((time.monotonic() - started) * 1000, 2)
-            if self.broken:
-                self.close()  # now: a context stopped mid-run and left open keeps the process from exiting
+            if self.broken:  # stopped mid-run (left open, it keeps the process from exiting), or replaced meanwhile
+                self._close()
             result.exchanges = fetcher.take_exchanges()
             result.logs = [{**line, "message": fetcher.redact(line["message"])} for line in result.logs]
             return result
 
-    def _invoke(self, handler: str, args: list[Any], fetcher: Fetcher, deadline: float) -> Invocation:
+    def _invoke(self, handler: str, args: list[Any], fetcher: Fetcher, deadline: float, limit: float) -> Invocation:
         if self.load_error is not None:
             return Invocation(error=self.load_error)
         if self.broken:
@@ -163,6 +186,8 @@ class Sandbox:
                         result.value = orjson.loads(done["value"])
                     else:
                         result.error = thrown(done["error"])
+                        if self.imports and (result.error.name, result.error.message) == ("Error", "Not supported"):
+                            result.error = FunctionError("Error", "forbidden", IMPORT_REFUSED, result.error.stack)
                     break
                 if not step["calls"]:
                     result.error = FunctionError(
@@ -185,9 +210,7 @@ class Sandbox:
             self._finish(result, deadline)
         except JSTimeoutException:
             self.broken = True  # V8 was stopped mid-way: the code's own state may be half-changed
-            result.error = FunctionError(
-                "Timeout", "function_timeout", f"the function ran past its {limits()['timeout']:g} s limit"
-            )
+            result.error = FunctionError("Timeout", "function_timeout", f"the function ran past its {limit:g} s limit")
         except JSOOMException:
             self.broken = True
             result.error = FunctionError(
@@ -195,9 +218,7 @@ class Sandbox:
             )
         except OutOfTime:
             self.broken = True
-            result.error = FunctionError(
-                "Timeout", "function_timeout", f"the function ran past its {limits()['timeout']:g} s limit"
-            )
+            result.error = FunctionError("Timeout", "function_timeout", f"the function ran past its {limit:g} s limit")
         if result.error is not None and result.error.code in ("console_limit", "forbidden", "too_many_fetches"):
             self.broken = True  # it may have caught what it was told: start clean next time
         return result

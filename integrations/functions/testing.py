@@ -83,6 +83,8 @@ def run_test(
         args = [event, merged]
     sandbox = Sandbox(source)
     try:
+        if function.kind == "destination" and sandbox.has("onBatch"):  # as the vendor delivers it: a batch of one
+            handler, args = "onBatch", [[event], merged]
         if not handler:
             return TestRun(
                 handler="",

@@ -16,7 +16,7 @@ from typing import Any
 
 from integrations.functions.declaration import FunctionCode, secret_values, settings_for, values_problems
 from integrations.functions.fetch import Fetcher
-from integrations.functions.runtime import HANDLER_OF_TYPE, FunctionError, Invocation, sandbox_for
+from integrations.functions.runtime import HANDLER_OF_TYPE, FunctionError, Invocation, Sandbox, sandbox_for
 from integrations.vendors.contract import DeliveryError, Result, Vendor
 
 RETRIED = {"function_retry", "function_timeout"}
@@ -77,7 +77,9 @@ class FunctionVendor(Vendor):
         self.fetcher = Fetcher(secret_values(secrets), kwargs.get("timeout", 10.0))
         self.http = self.fetcher.http
         self.owner = f"destination:{getattr(self.state, 'destination_id', None) or id(self)}"
-        self.max_batch = self.config.batch_size if self.sandbox().has("onBatch") else 1
+        # Segment calls onBatch for a batch of one too, so a function may define onBatch alone (segment-docs#1734).
+        self.batches = self.sandbox().has("onBatch")
+        self.max_batch = self.config.batch_size if self.batches else 1
 
     @classmethod
     def validate(cls, config: Any, credentials: Any, mapping: Any = None) -> list[str]:
@@ -106,19 +108,19 @@ class FunctionVendor(Vendor):
         return self.sandbox().invoke(handler, args, fetcher or self.fetcher)
 
     def deliver(self, events: list[dict[str, Any]]) -> list[Result]:
-        if len(events) > 1:
+        if self.batches:
             return self.deliver_batch(events)
-        event = events[0]
+        return [self.deliver_one(event) for event in events]
+
+    def deliver_one(self, event: dict[str, Any]) -> Result:
         handler = HANDLER_OF_TYPE.get(event.get("type", ""), "")
         if not handler:
-            return [
-                Result(
-                    "filtered",
-                    error_code="event_not_supported",
-                    error_message=f"a {event.get('type')!r} event has no handler",
-                )
-            ]
-        return [result_of(self.invoke(handler, [event, self.settings]), handler)]
+            return Result(
+                "filtered",
+                error_code="event_not_supported",
+                error_message=f"a {event.get('type')!r} event has no handler",
+            )
+        return result_of(self.invoke(handler, [event, self.settings]), handler)
 
     def deliver_batch(self, events: list[dict[str, Any]]) -> list[Result]:
         """onBatch(events, settings): a throw decides for all; a returned list [{status, errormessage}] decides
@@ -150,10 +152,16 @@ class FunctionVendor(Vendor):
 
     def preview(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """The fetch calls the function would make for this event, recorded and not sent (the Event Tester's dry
-        run); its console output comes as a note."""
-        handler = HANDLER_OF_TYPE.get(event.get("type", ""), "")
+        run); its console output comes as a note. Run in a throwaway context: the empty answers of unsent calls
+        must not become the warm context's module state (a cached token) that live deliveries use."""
+        handler = "onBatch" if self.batches else HANDLER_OF_TYPE.get(event.get("type", ""), "")
         dry = Fetcher(self.secret_values(), send=False)
-        run = self.invoke(handler, [event, self.settings], dry) if handler else Invocation(missing=True)
+        args = [[event] if self.batches else event, self.settings]
+        sandbox = Sandbox(self.function.code)
+        try:
+            run = sandbox.invoke(handler, args, dry) if handler else Invocation(missing=True)
+        finally:
+            sandbox.close()
         if run.missing:
             raise DeliveryError(
                 f"The function has no {handler or 'handler'} for this event: it would be filtered.",

@@ -12,13 +12,19 @@ from pathlib import Path
 import pytest
 
 from deliveries.models import Attempt
+from integrations.functions.declaration import FunctionCode
+from integrations.management.commands.try_it import IDENTIFY
+from integrations.management.commands.try_it import SANDBOX as DEMO_SANDBOX
 from integrations.models import Destination, Function, Source
 from integrations.sandbox import Sandbox
+from integrations.vendors.function import FunctionVendor
+from integrations.vendors.state import MemoryState
 from tests.e2e.conftest import post, statuses, wait_until
 
 pytestmark = pytest.mark.e2e
 
 SEED = Path(__file__).resolve().parents[2] / "integrations" / "functions" / "examples" / "sfmc_journey.js"
+DEMO = Path(__file__).resolve().parents[2] / "cdphub" / "demo_workspace.json"
 DECLARATION = [
     {"name": "sfmcAuthenticationEndpoint", "type": "string", "required": True},
     {"name": "sfmcPostJourneyEndpoint", "type": "string", "required": True},
@@ -120,3 +126,27 @@ def test_an_identify_the_seed_code_cannot_read_fails_with_its_line_and_is_not_re
     assert "industry" in attempt.error_message
     assert "function.js:" in attempt.error_message  # the line of the article's code that threw
     assert sandbox.journey_entries == []
+
+
+def test_the_demo_workspace_runs_the_seed_function_verbatim_on_the_printed_identify(transactional_db):
+    """`make run`'s printed identify enters the demo's function journey (the sandbox on 127.0.0.1:9100 there)."""
+    demo = json.loads(DEMO.read_text(encoding="utf-8"))
+    [spec] = [f for f in demo["functions"] if f["slug"] == "sfmc-journey-seed"]
+    assert spec["code"] == SEED.read_text(encoding="utf-8"), "the demo's function is the article's code, unchanged"
+    [entry] = [d for d in demo["destinations"] if d["vendor"] == "function"]
+    function = FunctionCode(spec["slug"], spec["kind"], spec["code"], spec["settings"])
+
+    with Sandbox(port=0, seed=17) as sb:
+        settings = {k: v.replace(DEMO_SANDBOX, sb.url) for k, v in entry["config"]["settings"].items()}
+        vendor = FunctionVendor(
+            {**entry["config"], "settings": settings},
+            entry["credentials"],
+            state=MemoryState(functions={function.slug: function}),
+        )
+        [result] = vendor.deliver([{"type": "identify", "messageId": "demo-1", **IDENTIFY}])
+
+        assert result.outcome == "delivered", result.error_message
+        assert [(e["eventDefinitionKey"], e["contactKey"]) for e in sb.journey_entries] == [
+            ("APIEvent-welcome-function", "user-1")
+        ]
+        assert sb.journey_entries[0]["data"]["industry"] == "Software"

@@ -226,10 +226,10 @@ def test_the_demo_workspace_imports_twice(tmp_path: Path) -> None:
         pytest.skip("no demo workspace file")
     first = run_import(demo)
     assert first
-    assert all(line.startswith(("created source", "created destination")) for line in first)
+    assert all(line.startswith(("created function", "created source", "created destination")) for line in first)
     before = snapshot()
     second = run_import(demo)
-    assert all(line.startswith(("unchanged source", "unchanged destination")) for line in second)
+    assert all(line.startswith(("unchanged function", "unchanged source", "unchanged destination")) for line in second)
     assert snapshot() == before
 
 

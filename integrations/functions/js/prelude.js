@@ -190,6 +190,7 @@
     const headers = new Headers(resource instanceof Request ? resource.headers : undefined);
     new Headers(init.headers).forEach((v, k) => headers.set(k, v));
     let body = init.body;
+    if (body === undefined && resource instanceof Request && resource._body) body = resource._body; // as node-fetch
     if (body instanceof URLSearchParams) {
       if (!headers.has("content-type")) headers.set("content-type", "application/x-www-form-urlencoded;charset=UTF-8");
       body = body.toString();
