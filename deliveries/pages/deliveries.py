@@ -24,12 +24,12 @@ from deliveries.pages.display import (
     duration,
     error_summary,
     moment,
-    render_exchanges,
     status_badge,
     until,
 )
 from deliveries.pages.event_delivery import views as event_delivery
 from integrations.admin.base import ChangePageContext
+from integrations.admin.exchanges import render_exchanges, render_logs
 from integrations.models import Destination
 
 
@@ -67,7 +67,8 @@ class AttemptInline(ReadOnlyInline):
     def exchanges_(self, attempt: Attempt) -> str:
         # The newest attempt's last exchange is open: it is the one that decided where the delivery stands.
         newest = attempt.number == attempt.delivery.attempts + attempt.delivery.throttled
-        return render_exchanges(attempt.exchanges or [], open_last=newest)
+        # A function's console output goes under its fetch calls (nothing for a vendor, which logs nothing).
+        return render_exchanges(attempt.exchanges or [], open_last=newest) + render_logs(attempt.logs)
 
 
 class DeliveryAdmin(ChangePageContext, admin.ModelAdmin):
@@ -93,7 +94,7 @@ class DeliveryAdmin(ChangePageContext, admin.ModelAdmin):
     inlines = [AttemptInline]
 
     class Media:
-        css = {"all": ["deliveries/deliveries.css"]}
+        css = {"all": ["integrations/exchanges.css", "deliveries/deliveries.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
         return super().get_queryset(request).defer("event__payload")

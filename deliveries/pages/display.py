@@ -1,18 +1,17 @@
-"""How the admin pages show times, ids, statuses, errors and recorded HTTP exchanges (shared by every page)."""
+"""How the admin pages show times, ids, statuses and errors (shared by every page); recorded HTTP exchanges and a
+function's console output are shown by integrations/admin/exchanges.py."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-import orjson
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from deliveries.models import Attempt, Delivery
+from integrations.admin.exchanges import duration
 from integrations.models import Destination
 
 ID_CHARS = 9  # enough to tell ids apart in the list (a UUID's first group); the event page shows them whole
@@ -86,68 +85,6 @@ def attempts_text(delivery: Delivery) -> str:
 
 def hint_line(hint: str) -> str:
     return format_html('<div class="hint"><b>How to fix:</b> {}</div>', hint) if hint else ""
-
-
-def duration(ms: float | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    if ms < 3_600_000:
-        return f"{ms / 60_000:.1f} min"
-    return f"{ms / 3_600_000:.1f} h"
-
-
-def pretty_body(body: Any) -> str:
-    """A recorded body as indented JSON when it is JSON (a truncated one is not), else as it was."""
-    if not isinstance(body, str):
-        return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
-    try:
-        return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
-    except orjson.JSONDecodeError:
-        return body
-
-
-def http_message(first_line: str, headers: dict[str, Any] | None, body: Any) -> str:
-    lines = [first_line, *(f"{name}: {value}" for name, value in (headers or {}).items())]
-    text = pretty_body(body) if body not in (None, "") else ""
-    return "\n".join(lines) + ("\n\n" + text if text else "")
-
-
-def render_exchanges(exchanges: Sequence[dict[str, Any]], open_last: bool = False) -> str:
-    """Every HTTP exchange of an attempt, as recorded (already redacted): a summary line that opens on both messages."""
-    if not exchanges:
-        return format_html('<span class="quiet">{}</span>', "No HTTP request was made.")
-    items = []
-    for number, exchange in enumerate(exchanges, 1):
-        request = exchange.get("request") or {}
-        response = exchange.get("response")
-        outcome = f"HTTP {response.get('status')}" if response else exchange.get("error") or "no answer"
-        status = response.get("status", 0) if response else 0
-        method, url = request.get("method", ""), request.get("url", "")
-        parts = [("Request", http_message(f"{method} {url}", request.get("headers"), request.get("body")))]
-        if response:
-            parts.append(("Response", http_message(outcome, response.get("headers"), response.get("body"))))
-        else:
-            parts.append(("Response", outcome))
-        items.append(
-            format_html(
-                '<details class="exchange"{}><summary><span class="method">{}</span> {} <span class="arrow">→</span> '
-                '<span class="outcome{}">{}</span> <span class="quiet">· {}</span></summary>{}</details>',
-                " open" if open_last and number == len(exchanges) else "",
-                method,
-                url,
-                " ok" if 200 <= status < 300 else " bad",
-                outcome,
-                duration(exchange.get("duration_ms")),
-                format_html_join(
-                    "", '<div class="exchange-part"><div class="exchange-label">{}</div><pre>{}</pre></div>', parts
-                ),
-            )
-        )
-    return format_html_join("", "{}", ((item,) for item in items))
 
 
 def destination_link(destination: Destination) -> str:

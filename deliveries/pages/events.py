@@ -79,7 +79,7 @@ class EventAdmin(admin.ModelAdmin):
     inlines = [DeliveryInline]
 
     class Media:
-        css = {"all": ["deliveries/deliveries.css"]}
+        css = {"all": ["integrations/exchanges.css", "deliveries/deliveries.css"]}
 
     def get_urls(self) -> list[Any]:
         return [*debugger.urls(self), *schema.urls(self), *tester.urls(self), *super().get_urls()]

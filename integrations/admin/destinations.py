@@ -27,6 +27,7 @@ from integrations.admin.base import (
 )
 from integrations.crypto import CANNOT_DECRYPT
 from integrations.forms import DestinationForm, credential_masks
+from integrations.forms.destination_functions import FIELDS as FUNCTION_INPUTS
 from integrations.models import Destination
 from integrations.signals import destinations_resumed
 
@@ -74,6 +75,8 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
         "failed_24h",
         "credentials_",
         "credentials_stored",
+        "insert_settings",
+        "insert_secrets_",
         "created_at",
         "updated_at",
     ]
@@ -100,6 +103,7 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
         if self.limited(request, obj):
             editable = set(MARKETER_FIELDS)
             fields += [f for f in self.form._meta.fields if f not in editable and f not in fields]
+            fields += FUNCTION_INPUTS  # declared inputs, not model fields: read-only takes them out of the form
         return fields
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Destination | None = None) -> dict[str, Any]:
@@ -129,6 +133,10 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
         # without the credentials permission only whether some are stored.
         shown = sees_secrets(request)
         credentials = ("credentials" if editable else "credentials_") if shown else "credentials_stored"
+        # A function's settings are typed one input each; a read-only page shows what is stored instead.
+        inputs = editable and not self.limited(request, obj)
+        functions = ["function", "function_settings"] if inputs else []
+        insert = ["insert_function", *(["insert_values"] if inputs else ["insert_settings", "insert_secrets_"])]
         first: dict[str, Any] = {"fields": ["name", "slug", "vendor", "sources", "enabled", "paused"]}
         if self.limited(request, obj):
             first["description"] = (
@@ -140,12 +148,21 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
             (
                 "Settings",
                 {
-                    "fields": ["config", credentials, "mapping"],
+                    "fields": ["config", *functions, credentials, "mapping"],
                     "description": "What the vendor needs to receive events. Settings are checked when you save, "
                     "the way the delivery worker reads them.",
                 },
             ),
             ("Which events", {"fields": ["filter", "consent_categories"]}),
+            (
+                "Insert function",
+                {
+                    "fields": insert,
+                    "classes": [] if obj is not None and obj.insert_function_id else ["collapse"],
+                    "description": "JavaScript run on each event before it is sent here: it returns the event changed, "
+                    "or drops it. Write one under Functions (kind: insert function).",
+                },
+            ),
             (
                 "Limits and retries",
                 {
@@ -259,9 +276,16 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
 
     @admin.display(description="Credentials")
     def credentials_stored(self, destination: Destination) -> str:
-        if not credential_masks(destination.vendor, {}):
+        if destination.vendor != "function" and not credential_masks(destination.vendor, {}):
             return "none needed"
         return stored_line(destination.credentials)
+
+    @admin.display(description="Insert function secrets")
+    def insert_secrets_(self, destination: Destination) -> str:
+        function = destination.insert_function
+        if function is None or not function.declared(sensitive=True):
+            return "none needed"
+        return stored_line(destination.insert_secrets)
 
     # Actions
 

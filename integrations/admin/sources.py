@@ -113,10 +113,12 @@ class SourceAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
         # the credentials permission not even that (the names inside a set of secret headers are shown).
         editable = obj is None or self.has_change_permission(request, obj)
         secret = ("settings" if editable else "settings_") if sees_secrets(request) else "settings_hidden"
+        # A JavaScript source's function and its settings, one input each (the page shows them for that kind).
+        function = ["function", "function_settings"] if editable else []
         webhook = (
             "Webhook",
             {
-                "fields": ["config", secret],
+                "fields": ["config", *function, secret],
                 "description": "For sources that receive a tool's webhooks (Customer.io, Stripe, Zendesk, any JSON): "
                 "how to read them and the secret they are signed with.",
             },

@@ -1,5 +1,6 @@
 """The destination form: each vendor's settings explained from its own declaration (config keys and defaults,
-default mapping, presets), credentials as write-only inputs."""
+default mapping, presets), credentials as write-only inputs, and a function's settings one input each
+(destination_functions.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from integrations import vendors
+from integrations.forms.destination_functions import FunctionInputs
 from integrations.forms.fields import CategoriesField, PrettyJSONField
 from integrations.forms.secrets import CredentialsField, merge_secrets, vendor_kinds
 from integrations.models import Destination
@@ -39,6 +41,8 @@ def vendor_help(describe: typing.Callable[[Any], str], registry: dict[str, Any] 
 
 def describe_config(vendor: Any) -> str:
     """The config keys of a vendor or source function, with their defaults."""
+    if getattr(vendor, "key", "") == "function":
+        return "batch_size (default 20: the most events one onBatch call takes); choose the function below"
     parts = [
         f"{f.name} (required)"
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -81,7 +85,7 @@ def vendor_presets(registry: dict[str, type[Vendor]] | None = None) -> SafeStrin
     )
 
 
-class DestinationForm(forms.ModelForm):
+class DestinationForm(FunctionInputs, forms.ModelForm):
     credentials = CredentialsField(
         required=False,
         help_text="Stored encrypted and never shown again. Leave a field blank to keep what is stored.",
@@ -104,6 +108,7 @@ class DestinationForm(forms.ModelForm):
             "config",
             "credentials",
             "mapping",
+            "insert_function",
             "filter",
             "consent_categories",
             "rate_limit",
@@ -124,6 +129,7 @@ class DestinationForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "credentials" in self.fields:
             self.fields["credentials"].widget.stored = self.instance.credentials if self.instance.pk else {}
+        self.set_up_functions()
         if "config" in self.fields:
             self.fields["config"].help_text = vendor_help(describe_config)
         if "mapping" in self.fields:
@@ -148,7 +154,7 @@ class DestinationForm(forms.ModelForm):
         """Drop the model's complaints about a field the form already refused: they are about the old value."""
         if hasattr(errors, "error_dict"):
             kept: dict[str, list[ValidationError]] = {}
-            for field, found in errors.error_dict.items():
+            for field, found in self.moved_errors(errors.error_dict).items():
                 if field in self._errors:
                     continue
                 if field != NON_FIELD_ERRORS and field not in self.fields:

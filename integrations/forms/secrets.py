@@ -59,7 +59,12 @@ def mask(value: Any) -> str:
 
 
 def credential_masks(kind: str, stored: Any, kinds: Kinds | None = None) -> list[tuple[str, str]]:
-    """(key, mask) for each secret key of the vendor (or source kind), as stored."""
+    """(key, mask) for each secret key of the vendor (or source kind), as stored; a destination function's
+    secrets are its sensitive settings, by name (declared by the function, not the vendor)."""
+    if kind == "function" and kinds is None:
+        if isinstance(stored, Undecryptable):
+            return [("credentials", CANNOT_DECRYPT)]
+        return [(name, mask(value)) for name, value in (stored if isinstance(stored, dict) else {}).items()]
     found = (kinds if kinds is not None else vendor_kinds()).get(kind)
     if found is None:
         return []
@@ -74,6 +79,7 @@ class CredentialsWidget(forms.Widget):
     value. The page's script shows the chosen vendor's inputs only."""
 
     stored: Any = None  # the saved secrets (for the masks), set by the form
+    none_text: dict[str, str] = {}  # vendor -> what its group says instead of "No credentials needed.", set by the form
 
     def __init__(self, kinds: typing.Callable[[], Kinds] = vendor_kinds, attrs: dict[str, Any] | None = None) -> None:
         super().__init__(attrs)
@@ -101,7 +107,9 @@ class CredentialsWidget(forms.Widget):
         body = (
             format_html_join("", "{}", ((r,) for r in rows))
             if rows
-            else format_html('<div class="credential-none">{}</div>', "No credentials needed.")
+            else format_html(
+                '<div class="credential-none">{}</div>', self.none_text.get(vendor_key, "No credentials needed.")
+            )
         )
         return format_html(
             '<div class="credential-group" data-vendor="{}"><div class="credential-vendor">{}</div>{}</div>',

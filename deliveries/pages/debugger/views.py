@@ -36,10 +36,10 @@ from deliveries.pages.display import (
     duration,
     error_summary,
     moment,
-    render_exchanges,
     short_id,
     status_badge,
 )
+from integrations.admin.exchanges import render_exchanges, render_logs
 from integrations.models import Source
 
 PERMISSION = "deliveries.view_event"
@@ -219,6 +219,7 @@ def trace(delivery: Delivery) -> dict[str, Any]:
                 "duration": duration(attempt.duration_ms),
                 "error": error_summary(attempt, chars=400),
                 "exchanges": render_exchanges(attempt.exchanges or [], open_last=attempt.number == newest_number),
+                "logs": render_logs(attempt.logs),
             }
             for attempt in attempts[:ATTEMPTS_SHOWN]
         ],

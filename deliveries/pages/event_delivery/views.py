@@ -24,7 +24,6 @@ from django.utils.http import urlencode
 from deliveries.engine.sweep import retry_now
 from deliveries.models import Attempt, Delivery
 from deliveries.pages.base import check_permission, optional_url, page_context, window_of
-from deliveries.pages.display import pretty_body, render_exchanges
 from deliveries.pages.event_delivery.numbers import (
     DEFAULT_WINDOW,
     INDEX_WINDOWS,
@@ -35,6 +34,7 @@ from deliveries.pages.event_delivery.numbers import (
     rollup_buckets,
     summarise,
 )
+from integrations.admin.exchanges import pretty_body, render_exchanges, render_logs
 from integrations.models import Destination
 
 PERMISSION = "deliveries.view_delivery"
@@ -247,6 +247,7 @@ def samples_view(request: HttpRequest, destination_id: int) -> HttpResponse:
                 "received": pretty_body(delivery.event.payload) if show_events else "",
                 "attempt": attempt,
                 "exchanges": render_exchanges(attempt.exchanges or [], open_last=True) if attempt else "",
+                "logs": render_logs(attempt.logs) if attempt else "",
                 "delivery_url": reverse("admin:deliveries_delivery_change", args=[delivery.pk]),
                 "debugger_url": optional_url("admin:deliveries_event_debugger_detail", args=[delivery.event_id])
                 if show_events

@@ -8,7 +8,7 @@ from typing import Any
 
 from deliveries.engine.routing import decide
 from deliveries.engine.send import internal_error
-from deliveries.pages.display import http_message, pretty_body
+from integrations.admin.exchanges import http_message, pretty_body
 from integrations.models import Destination
 from integrations.vendors import DeliveryError
 

@@ -12,7 +12,7 @@ from django_q.tasks import async_task
 
 from deliveries.ingest.writes import insert_event
 from deliveries.models import Attempt, Delivery, Event
-from deliveries.pages.display import duration, http_message
+from integrations.admin.exchanges import duration, http_message, render_logs
 from integrations.models import Destination, Source
 
 SEND_TASK = "deliveries.engine.send_once.send_once"
@@ -79,6 +79,8 @@ def outcome_of(delivery: Delivery) -> dict[str, Any]:
         "attempts": len(attempts),
         "duration": duration(sum(a.duration_ms for a in attempts)) if attempts else "",
         "exchanges": exchanges,
+        # A destination function's console output, per attempt (a vendor's attempts have none).
+        "logs": [{"attempt": a.number, "lines": a.logs, "html": render_logs(a.logs)} for a in attempts if a.logs],
         "result_url": reverse("admin:deliveries_event_tester_result", args=[delivery.pk]),
         "delivery_url": reverse("admin:deliveries_delivery_change", args=[delivery.pk]),
     }

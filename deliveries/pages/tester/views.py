@@ -164,6 +164,7 @@ def result_view(request: HttpRequest, delivery_id: int) -> HttpResponse:
         {key: x[key] for key in ("attempt", "request", "response", "error", "duration_ms")}
         for x in outcome["exchanges"]
     ]
+    data["logs"] = [{key: c[key] for key in ("attempt", "lines")} for c in outcome["logs"]]
     data["html"] = render_to_string("admin/deliveries/tester/result.html", {"sent": outcome}, request)
     return JsonResponse(data)
 
