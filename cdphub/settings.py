@@ -216,7 +216,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "cdphub management API",
     "DESCRIPTION": (
         "Configure sources, destinations and JavaScript functions (their versions, roll back and Run test), read "
-        "events and their deliveries, retry and replay, and export or import the workspace. Authenticate with `Authorization: Bearer <API token>` (create one in the admin "
+        "events and their deliveries, retry and replay, and export or import the workspace. Authenticate with "
+        "`Authorization: Bearer <API token>` (create one in the admin "
         "under API tokens); a token acts as its user, so a Marketer's token has a Marketer's limits. Secrets are "
         'write-only: accepted on create and update, answered as "set", never returned.'
     ),

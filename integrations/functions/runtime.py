@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from django.conf import settings as django_settings
 from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, MiniRacer
+from py_mini_racer._context import get_running_loop_or_none
 
 from integrations.functions.fetch import Fetcher
 
@@ -114,7 +115,7 @@ class Sandbox:
         self.lock = threading.Lock()
         self.broken = False
         self.memory = (memory_mb or limits()["memory_mb"]) * 1024 * 1024
-        self.ctx = MiniRacer()
+        self.ctx = new_racer()
         self.ctx.set_hard_memory_limit(self.memory)
         self.ctx.eval(PRELUDE)
         self.load_error: FunctionError | None = None
@@ -263,6 +264,29 @@ class Sandbox:
         if remaining <= 0:
             raise OutOfTime
         return self.ctx.eval(code, timeout_sec=remaining)
+
+
+def new_racer() -> MiniRacer:
+    """A MiniRacer with an event-loop thread of its own. Built on a thread with a running asyncio loop (an async
+    view, a test driving Playwright's sync API), mini-racer would adopt that loop, and every later eval from it
+    would fail or wait on itself: then it is built on a short-lived thread of its own."""
+    if get_running_loop_or_none() is None:
+        return MiniRacer()
+    made: list[MiniRacer] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            made.append(MiniRacer())
+        except BaseException as exc:
+            errors.append(exc)
+
+    builder = threading.Thread(target=build, name="mini-racer-context")
+    builder.start()
+    builder.join()
+    if errors:
+        raise errors[0]
+    return made[0]
 
 
 class OutOfTime(Exception):
