@@ -14,6 +14,21 @@ import responses
 # tests and fixtures unless told this is fine (test-only, see stack.md §6).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
+# What gives a test the database: pytest-django blocks every query of a test that asks for none of these.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `dbless` the tests that cannot reach the database (pytest-django would refuse their queries): they
+    run the same on any database, so `make test`'s PostgreSQL + Redis pass leaves them to the SQLite one (a V8
+    sandbox escape or a JMESPath mapping proves nothing more on PostgreSQL, and the suite must stay short)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        uses_database = item.get_closest_marker("django_db") or fixtures & (DATABASE_FIXTURES | {"live_server"})
+        if not uses_database:
+            item.add_marker(pytest.mark.dbless)
+
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
 
