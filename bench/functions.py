@@ -32,13 +32,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import requests
-from harness import ROOT, BenchError, Child, Run, free_port, manage, print_table, start_web, start_worker, venv_bin
+from harness import ROOT, BenchError, SandboxRun, manage, print_table, start_web, start_worker, venv_bin
 
 BATCH = 100
 GOAL = 0.5
@@ -70,31 +70,10 @@ def identify(n: int, run: str, kind: str) -> dict[str, Any]:
 
 
 @dataclass
-class Bench(Run):
-    run: str = field(default_factory=lambda: f"{int(time.time()) % 100000}")
-    sandbox_port: int = field(default_factory=free_port)
-    children: list[Child] = field(default_factory=list)
-
-    @property
-    def sandbox_url(self) -> str:
-        return f"http://127.0.0.1:{self.sandbox_port}"
-
-    def statuses(self, slug: str) -> dict[str, int]:
-        return dict(
-            self.query(
-                "SELECT d.status, COUNT(*) FROM deliveries_delivery d JOIN integrations_destination t "
-                "ON t.id = d.destination_id WHERE t.slug = ? GROUP BY d.status",
-                slug,
-            )
-        )
-
+class Bench(SandboxRun):
     def start(self) -> None:
         manage(self.env, "migrate", "--noinput", "-v0")
-        cmd = [venv_bin("python"), "manage.py", "sandbox", "--port", str(self.sandbox_port)]
-        sandbox = Child("sandbox", cmd, self.env, self.data_dir / "sandbox.log")
-        self.children.append(sandbox)
-        sandbox.start()
-        sandbox.wait_for(lambda: requests.get(self.sandbox_url + "/_sandbox", timeout=2).ok, "did not answer")
+        self.start_sandbox()
         base = self.sandbox_url
         workspace = {
             "functions": [
@@ -176,11 +155,6 @@ class Bench(Run):
     def tokens(self) -> None:
         counters = requests.get(self.sandbox_url + "/_sandbox", timeout=10).json().get("counters", {})
         self.results["sfmc_tokens_issued"] = counters.get("sfmc_tokens_issued")
-
-    def check_logs(self) -> None:
-        for child in self.children:
-            if "Traceback" in child.output():
-                self.problems.append(f"{child.name} logged a traceback:\n{child.tail(40)}")
 
 
 IN_PROCESS = r"""

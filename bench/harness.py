@@ -193,6 +193,42 @@ class Run:
         return query(self.db, sql, *params)
 
 
+@dataclass
+class SandboxRun(Run):
+    """A run whose destinations deliver to `manage.py sandbox` (the vendor fakes) and whose processes are kept in
+    `children`, stopped at the end and searched for tracebacks."""
+
+    run: str = field(default_factory=lambda: f"{int(time.time()) % 100000}")
+    sandbox_port: int = field(default_factory=free_port)
+    children: list[Child] = field(default_factory=list)
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.sandbox_port}"
+
+    def start_sandbox(self, latency_ms: int = 0) -> None:
+        cmd = [venv_bin("python"), "manage.py", "sandbox", "--port", str(self.sandbox_port)]
+        sandbox = Child("sandbox", [*cmd, "--latency-ms", str(latency_ms)], self.env, self.data_dir / "sandbox.log")
+        self.children.append(sandbox)
+        sandbox.start()
+        sandbox.wait_for(lambda: requests.get(self.sandbox_url + "/_sandbox", timeout=2).ok, "did not answer")
+
+    def statuses(self, slug: str) -> dict[str, int]:
+        """How many of destination `slug`'s deliveries are in each status."""
+        return dict(
+            self.query(
+                "SELECT d.status, COUNT(*) FROM deliveries_delivery d JOIN integrations_destination t "
+                "ON t.id = d.destination_id WHERE t.slug = ? GROUP BY d.status",
+                slug,
+            )
+        )
+
+    def check_logs(self) -> None:
+        for child in self.children:
+            if "Traceback" in child.output():
+                self.problems.append(f"{child.name} logged a traceback:\n{child.tail(40)}")
+
+
 # ---------------------------------------------------------------------------------------------- results
 
 

@@ -31,14 +31,14 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import requests
-from harness import BenchError, Child, Run, free_port, manage, percentile, start_web, start_worker, venv_bin
+from harness import BenchError, SandboxRun, manage, percentile, start_web, start_worker
 
 BATCH = 100
 P95_GOAL_MS = 250.0
@@ -75,24 +75,7 @@ def order(n: int, run: str, leads: int) -> dict[str, Any]:
 
 
 @dataclass
-class Bench(Run):
-    run: str = field(default_factory=lambda: f"{int(time.time()) % 100000}")
-    sandbox_port: int = field(default_factory=free_port)
-    children: list[Child] = field(default_factory=list)
-
-    @property
-    def sandbox_url(self) -> str:
-        return f"http://127.0.0.1:{self.sandbox_port}"
-
-    def statuses(self, slug: str) -> dict[str, int]:
-        return dict(
-            self.query(
-                "SELECT d.status, COUNT(*) FROM deliveries_delivery d JOIN integrations_destination t "
-                "ON t.id = d.destination_id WHERE t.slug = ? GROUP BY d.status",
-                slug,
-            )
-        )
-
+class Bench(SandboxRun):
     def sandbox(self) -> dict[str, Any]:
         return requests.get(self.sandbox_url + "/_sandbox", timeout=10).json()
 
@@ -104,23 +87,7 @@ class Bench(Run):
 
     def start(self) -> None:
         manage(self.env, "migrate", "--noinput", "-v0")
-        sandbox = Child(
-            "sandbox",
-            [
-                venv_bin("python"),
-                "manage.py",
-                "sandbox",
-                "--port",
-                str(self.sandbox_port),
-                "--latency-ms",
-                str(self.args.latency_ms),
-            ],
-            self.env,
-            self.data_dir / "sandbox.log",
-        )
-        self.children.append(sandbox)
-        sandbox.start()
-        sandbox.wait_for(lambda: requests.get(self.sandbox_url + "/_sandbox", timeout=2).ok, "did not answer")
+        self.start_sandbox(self.args.latency_ms)
         base = self.sandbox_url
         workspace = {
             "sources": [
@@ -287,11 +254,6 @@ class Bench(Run):
             self.problems.append("Marketo answered 606/615 at the default limits")
         if densest > MARKETO_LIMIT:
             self.problems.append(f"Marketo: {densest} calls within 20 s (limit {MARKETO_LIMIT})")
-
-    def check_logs(self) -> None:
-        for child in self.children:
-            if "Traceback" in child.output():
-                self.problems.append(f"{child.name} logged a traceback:\n{child.tail(40)}")
 
 
 def _epoch(value: Any) -> float:
