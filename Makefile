@@ -59,14 +59,16 @@ run: $(VENV)/.installed-run
 # The suite twice: on the embedded defaults (SQLite + the database broker), then on PostgreSQL + Redis,
 # which tests/services.sh installs and starts on loopback when they are not already running. The second run
 # leaves out the page-by-page browser tests (their views are view-tested on PostgreSQL too) but walks the
-# marketer's whole path, and the tests that cannot reach a database (`dbless`, marked by tests/conftest.py:
-# vendors against mocked HTTP, the V8 runtime, mappings), to keep the suite under ten minutes on two cores.
+# marketer's whole path, the tests that cannot reach a database (`dbless`, marked by tests/conftest.py:
+# vendors against mocked HTTP, the V8 runtime, mappings) and the end-to-end tests whose subject is not the
+# database (`one_database`: vendor fakes, SDKs, pasted commands, functions in V8), to keep the suite under ten
+# minutes on two cores. The worker's fault tests, the crawls and the API fuzzing run on both.
 test: $(VENV)/.installed-test browser shell-tools
 	$(VENV)/bin/ruff check .
 	@echo "== suite on SQLite with the database broker =="
 	$(VENV)/bin/pytest
-	@echo "== suite on PostgreSQL with the Redis broker (browser tests: the walkthrough only; no dbless tests) =="
-	bash tests/services.sh $(VENV)/bin/pytest -m "(not browser or walkthrough) and not dbless"
+	@echo "== suite on PostgreSQL with the Redis broker (browser tests: the walkthrough only; see above) =="
+	bash tests/services.sh $(VENV)/bin/pytest -m "(not browser or walkthrough) and not dbless and not one_database"
 
 # Ingest, delivery, SFMC and Marketo against the sandbox, the admin pages and the management API at 1M events
 # (bench/README.md); all always run, and the exit status is the worst of them

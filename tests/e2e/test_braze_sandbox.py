@@ -22,7 +22,7 @@ from integrations.sandbox import Sandbox
 from integrations.vendors.braze import HINTS
 from tests.e2e.conftest import Worker, post, settled, statuses, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 KEY = "sandbox-braze-rest-key"  # the fake's default key
 ARRAYS = ("attributes", "events", "purchases")

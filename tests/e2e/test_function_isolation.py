@@ -12,7 +12,7 @@ from deliveries.models import Attempt
 from integrations.models import Destination, Function, Source
 from tests.e2e.conftest import post, statuses, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 LOOP = "async function onIdentify(event, settings) {\n  while (true) {}\n}\n"
 BOMB = (

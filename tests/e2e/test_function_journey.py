@@ -21,7 +21,7 @@ from integrations.vendors.function import FunctionVendor
 from integrations.vendors.state import MemoryState
 from tests.e2e.conftest import post, statuses, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 SEED = Path(__file__).resolve().parents[2] / "integrations" / "functions" / "examples" / "sfmc_journey.js"
 DEMO = Path(__file__).resolve().parents[2] / "cdphub" / "demo_workspace.json"

@@ -31,7 +31,7 @@ from integrations.models import Source
 from integrations.workspace import import_workspace
 from tests.e2e.conftest import test_database_url
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 README = BASE_DIR / "README.md"

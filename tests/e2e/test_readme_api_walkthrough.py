@@ -22,7 +22,7 @@ from integrations.sandbox import Sandbox
 from tests.e2e.conftest import test_database_url, wait_until
 from tests.e2e.test_printed_commands import README, README_HUB
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 

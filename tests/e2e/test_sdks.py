@@ -37,7 +37,7 @@ from segment.analytics.client import Client as SegmentClient
 
 from deliveries.models import Event
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 WRITE_KEY = "wk_test_website"
 # Explicit client timestamps in the past, on whole milliseconds (the hub keeps milliseconds, as Segment does).

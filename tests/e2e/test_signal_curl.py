@@ -18,7 +18,7 @@ from integrations.sandbox import Sandbox
 from tests.conftest import basic_auth
 from tests.e2e.conftest import wait_until
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 # /work/shared/reference/seeds/003_*.txt, "Management API setup", as printed there.
 SEED_CURL = """curl -X POST http://localhost:8084/v1/admin/integrations \\

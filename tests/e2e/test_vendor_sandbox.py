@@ -20,7 +20,7 @@ from integrations.models import Destination, Source
 from integrations.sandbox import Sandbox
 from tests.e2e.conftest import post, settled, statuses, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 SFMC = {"client_id": "sandbox-sfmc-client", "client_secret": "sandbox-sfmc-secret"}
 MARKETO = {"client_id": "sandbox-marketo-client", "client_secret": "sandbox-marketo-secret"}

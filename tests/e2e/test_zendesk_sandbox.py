@@ -23,7 +23,7 @@ from integrations.vendors.zendesk import Zendesk
 from tests.conftest import basic_auth
 from tests.e2e.conftest import statuses, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 AGENT = {"email": "sandbox-agent@example.com", "api_token": "sandbox-zendesk-token"}  # the fake's default account
 CHECKOUT_FAILED = {"types": ["track"], "events": ["Checkout Failed"], "condition": None}
