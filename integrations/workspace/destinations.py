@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 
 from integrations.models import Destination, Function, Source
 from integrations.vendors import VENDORS
+from integrations.workspace.entries import open_entry
 from integrations.workspace.report import ImportReport
 
 # The workspace key of each destination setting, in export order; retry_deadline is written in seconds.
@@ -64,19 +65,11 @@ def _key(name: str) -> str:
 
 def _destination_plan(index: int, spec: Any, known_sources: set[str], problems: list[str]) -> DestinationPlan | None:
     """Check one destination with the rules of Destination.clean(); return what to apply, or None."""
-    where = f"destinations[{index}]"
-    if not isinstance(spec, dict):
-        problems.append(f"{where}: must be an object")
+    opened = open_entry("destinations", index, spec, DESTINATION_KEYS, problems)
+    if opened is None:
         return None
-    found: list[str] = []
+    where, found = opened
     slug = spec.get("slug")
-    if isinstance(slug, str):
-        where = f"destinations[{index}] ({slug})"
-    else:
-        found.append(f"{where}.slug: required (a string)")
-    unknown = set(spec) - set(DESTINATION_KEYS)
-    if unknown:
-        found.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
 
     # Type checks first; a key that fails one stays out of the model checks below, which would repeat it.
     bad: set[str] = set()

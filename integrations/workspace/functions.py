@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from integrations.models import Function
+from integrations.workspace.entries import open_entry
 from integrations.workspace.report import ImportReport
 
 FUNCTION_KEYS = ("slug", "name", "kind", "description", "code", "settings")  # in export order
@@ -27,19 +28,11 @@ class FunctionPlan:
 
 def _function_plan(index: int, spec: Any, problems: list[str]) -> FunctionPlan | None:
     """Check one function as the admin would save it (the stored one with the file's values on top)."""
-    where = f"functions[{index}]"
-    if not isinstance(spec, dict):
-        problems.append(f"{where}: must be an object")
+    opened = open_entry("functions", index, spec, FUNCTION_KEYS, problems)
+    if opened is None:
         return None
-    found: list[str] = []
+    where, found = opened
     slug = spec.get("slug")
-    if isinstance(slug, str):
-        where = f"functions[{index}] ({slug})"
-    else:
-        found.append(f"{where}.slug: required (a string)")
-    unknown = set(spec) - set(FUNCTION_KEYS)
-    if unknown:
-        found.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
     bad = {name for name in TEXT if name in spec and not isinstance(spec[name], str)}
     found += [f"{where}.{name}: must be a string" for name in sorted(bad)]
     values = {k: spec[k] for k in FUNCTION_KEYS if k in spec and k not in bad and k != "slug"}
