@@ -27,7 +27,6 @@ import argparse
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,33 +76,54 @@ class Bench(SandboxRun):
         base = self.sandbox_url
         workspace = {
             "functions": [
-                {"slug": "sfmc-seed", "name": "SFMC journey (seed)", "kind": "destination", "code": SEED.read_text(),
-                 "settings": SEED_SETTINGS},
+                {
+                    "slug": "sfmc-seed",
+                    "name": "SFMC journey (seed)",
+                    "kind": "destination",
+                    "code": SEED.read_text(),
+                    "settings": SEED_SETTINGS,
+                },
                 {"slug": "trivial", "name": "Trivial", "kind": "destination", "code": TRIVIAL, "settings": []},
             ],
             "sources": [{"slug": k, "name": k, "kind": "http", "write_key": f"wk_bench_fn_{k}"} for k in DESTINATIONS],
             "destinations": [
                 {
-                    "slug": "bench-builtin", "name": "Built-in SFMC journey", "vendor": "sfmc_journey",
+                    "slug": "bench-builtin",
+                    "name": "Built-in SFMC journey",
+                    "vendor": "sfmc_journey",
                     "sources": ["builtin"],
-                    "config": {"auth_base_url": base + "/sfmc/auth", "rest_base_url": base + "/sfmc/rest",
-                               "event_definition_key": "APIEvent-welcome"},
+                    "config": {
+                        "auth_base_url": base + "/sfmc/auth",
+                        "rest_base_url": base + "/sfmc/rest",
+                        "event_definition_key": "APIEvent-welcome",
+                    },
                     "credentials": SFMC_CLIENT,
                 },
                 {
-                    "slug": "bench-seed", "name": "Seed SFMC function", "vendor": "function", "sources": ["seed"],
-                    "config": {"function": "sfmc-seed", "settings": {
-                        "sfmcAuthenticationEndpoint": base + "/sfmc/auth/v2/token",
-                        "sfmcPostJourneyEndpoint": base + "/sfmc/rest/interaction/v1/events",
-                        "sfmcJourneyKey": "APIEvent-welcome-function"}},
+                    "slug": "bench-seed",
+                    "name": "Seed SFMC function",
+                    "vendor": "function",
+                    "sources": ["seed"],
+                    "config": {
+                        "function": "sfmc-seed",
+                        "settings": {
+                            "sfmcAuthenticationEndpoint": base + "/sfmc/auth/v2/token",
+                            "sfmcPostJourneyEndpoint": base + "/sfmc/rest/interaction/v1/events",
+                            "sfmcJourneyKey": "APIEvent-welcome-function",
+                        },
+                    },
                     "credentials": {"clientid": SFMC_CLIENT["client_id"], "clientsecret": SFMC_CLIENT["client_secret"]},
                 },
                 {
-                    "slug": "bench-trivial", "name": "Trivial function", "vendor": "function", "sources": ["trivial"],
-                    "config": {"function": "trivial", "settings": {}}, "credentials": {},
+                    "slug": "bench-trivial",
+                    "name": "Trivial function",
+                    "vendor": "function",
+                    "sources": ["trivial"],
+                    "config": {"function": "trivial", "settings": {}},
+                    "credentials": {},
                 },
             ],
-        }  # fmt: skip
+        }
         path = self.data_dir / "workspace.json"
         path.write_text(json.dumps(workspace))
         manage(self.env, "import_workspace", str(path))
@@ -211,8 +231,13 @@ def in_process(invocations: int) -> dict[str, Any]:
     env.pop("CDPHUB_DATABASE_URL", None)
     result = subprocess.run(
         [venv_bin("python"), "-c", IN_PROCESS, str(invocations), str(SEED)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if result.returncode != 0:
         raise BenchError(f"the in-process measurement failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -230,49 +255,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = Path(tempfile.mkdtemp(prefix="cdphub-bench-functions-"))
-    bench = Bench(args, data_dir)
-    code = 0
-    try:
+    bench = Bench(args, Path(tempfile.mkdtemp(prefix="cdphub-bench-functions-")))
+
+    def phases() -> None:
         bench.start()
         for kind in ("builtin", "seed", "trivial"):
             bench.backlog(kind)
         bench.tokens()
         bench.check_logs()
         bench.results["in_process"] = in_process(args.invocations)
-    except BenchError as exc:
-        print(f"!! the benchmark could not run: {exc}", file=sys.stderr)
-        code = 2
-    finally:
-        for child in reversed(bench.children):
-            child.stop()
-        if args.keep or code:
-            print(f"data dir kept: {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+
+    return bench.execute(phases, judge=lambda: judge(bench))
+
+
+def judge(bench: Bench) -> None:
+    """The table, and the goal: the seed function at >= 50% of the built-in vendor's rate."""
     results = bench.results
-    if code == 0:
-        builtin = results["builtin"]["deliveries_per_second"]
-        ratio = results["seed"]["deliveries_per_second"] / builtin
-        results["seed_vs_builtin"] = round(ratio, 2)
-        print_table(
-            "Destination functions beside the built-in SFMC vendor (same hub, same backlog)",
-            ["destination", "deliveries/s", "of built-in"],
-            [[k, f"{results[k]['deliveries_per_second']:,.0f}", f"{results[k]['deliveries_per_second'] / builtin:.0%}"]
-             for k in ("builtin", "seed", "trivial")],
-            right={1, 2},
-        )  # fmt: skip
-        if ratio < GOAL:
-            bench.problems.append(f"the seed function delivered at {ratio:.0%} of the built-in rate (goal {GOAL:.0%})")
-        if (results.get("sfmc_tokens_issued") or 0) > 2 + int(os.environ.get("CDPHUB_WORKERS", "4")):
-            bench.problems.append(f"{results['sfmc_tokens_issued']} SFMC tokens: the token caches did not hold")
-    if bench.problems:
-        print("!! " + "\n!! ".join(bench.problems), file=sys.stderr)
-        code = max(code, 1)
-    if args.json:
-        args.json.write_text(json.dumps({"results": results, "problems": bench.problems}, indent=2))
-    print(json.dumps(results, indent=2))
-    return code
+    builtin = results["builtin"]["deliveries_per_second"]
+    ratio = results["seed"]["deliveries_per_second"] / builtin
+    results["seed_vs_builtin"] = round(ratio, 2)
+    print_table(
+        "Destination functions beside the built-in SFMC vendor (same hub, same backlog)",
+        ["destination", "deliveries/s", "of built-in"],
+        [
+            [k, f"{results[k]['deliveries_per_second']:,.0f}", f"{results[k]['deliveries_per_second'] / builtin:.0%}"]
+            for k in ("builtin", "seed", "trivial")
+        ],
+        right={1, 2},
+    )
+    if ratio < GOAL:
+        bench.problems.append(f"the seed function delivered at {ratio:.0%} of the built-in rate (goal {GOAL:.0%})")
+    if (results.get("sfmc_tokens_issued") or 0) > 2 + int(os.environ.get("CDPHUB_WORKERS", "4")):
+        bench.problems.append(f"{results['sfmc_tokens_issued']} SFMC tokens: the token caches did not hold")
 
 
 if __name__ == "__main__":

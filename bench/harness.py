@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -227,6 +229,33 @@ class SandboxRun(Run):
         for child in self.children:
             if "Traceback" in child.output():
                 self.problems.append(f"{child.name} logged a traceback:\n{child.tail(40)}")
+
+    def execute(self, phases: Callable[[], None], judge: Callable[[], None] | None = None) -> int:
+        """Run the phases, stop every process, keep the data dir when asked (or when the run broke), judge the
+        results of a whole run, print them (and --json): 0 measured, 1 the hub misbehaved or missed a goal,
+        2 the benchmark could not run."""
+        code = 0
+        try:
+            phases()
+        except BenchError as exc:
+            print(f"!! the benchmark could not run: {exc}", file=sys.stderr)
+            code = 2
+        finally:
+            for child in reversed(self.children):
+                child.stop()
+            if self.args.keep or code:
+                print(f"data dir kept: {self.data_dir}")
+            else:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+        if code == 0 and judge is not None:
+            judge()
+        if self.problems:
+            print("!! " + "\n!! ".join(self.problems), file=sys.stderr)
+            code = max(code, 1)
+        if self.args.json:
+            self.args.json.write_text(json.dumps({"results": self.results, "problems": self.problems}, indent=2))
+        print(json.dumps(self.results, indent=2))
+        return code
 
 
 # ---------------------------------------------------------------------------------------------- results

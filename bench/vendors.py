@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import shutil
 import sys
 import tempfile
 import threading
@@ -283,10 +282,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = Path(tempfile.mkdtemp(prefix="cdphub-bench-vendors-"))
-    bench = Bench(args, data_dir)
-    code = 0
-    try:
+    bench = Bench(args, Path(tempfile.mkdtemp(prefix="cdphub-bench-vendors-")))
+
+    def phases() -> None:
         bench.start()
         run = bench.run
         bench.backlog("sfmc", "bench-sfmc", [identify(n, run) for n in range(args.sfmc_events)])
@@ -296,23 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.latency("marketo", "bench-marketo", lambda n: order(n, run, leads))
         bench.vendor_calls()
         bench.check_logs()
-    except BenchError as exc:
-        print(f"!! the benchmark could not run: {exc}", file=sys.stderr)
-        code = 2
-    finally:
-        for child in reversed(bench.children):
-            child.stop()
-        if args.keep or code:
-            print(f"data dir kept: {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
-    if bench.problems:
-        print("!! " + "\n!! ".join(bench.problems), file=sys.stderr)
-        code = max(code, 1)
-    if args.json:
-        args.json.write_text(json.dumps({"results": bench.results, "problems": bench.problems}, indent=2))
-    print(json.dumps(bench.results, indent=2))
-    return code
+
+    return bench.execute(phases)
 
 
 if __name__ == "__main__":
