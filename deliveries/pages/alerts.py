@@ -1,0 +1,309 @@
+"""Alerts in the admin: the rules of each destination (threshold, window, channels, on or off, "Send test alert")
+and the alerts they opened, open or resolved, each with the notifications it sent and their outcome.
+
+A Marketer reads both (deliveries/pages/roles.py); changing a rule takes deliveries.change_alertrule. A rule's
+webhook secret is write-only: the form says whether one is stored, never what it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+
+from deliveries.engine.alerts.evaluate import split_addresses, targets
+from deliveries.engine.alerts.notify import send_test
+from deliveries.models import Alert, AlertNotification, AlertRule
+from deliveries.pages.base import ReadOnlyInline
+from deliveries.pages.display import compact_moment, destination_link, duration, moment
+from integrations.crypto import MASK, Undecryptable
+
+MAX_WINDOW_MINUTES = 24 * 60  # the minute rollups a window sums are kept for days, not weeks
+TEST_AT_ONCE = 10  # "Send test alert" sends in the request: a few rules at a time
+STATE_CLASSES = {"open": "status-failed", "resolved": "status-delivered", "test": "status-filtered"}
+SENT_CLASSES = {"sent": "status-delivered", "pending": "status-retrying", "sending": "status-pending"}
+
+
+class AlertRuleForm(forms.ModelForm):
+    channels = forms.MultipleChoiceField(
+        choices=AlertRule.Channel.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Email goes to the recipients below (or CDPHUB_ALERT_EMAILS); the webhook to the URL below (or "
+        "CDPHUB_ALERT_WEBHOOK_URL).",
+    )
+    webhook_url = forms.URLField(
+        max_length=500, required=False, assume_scheme="https", help_text="Blank: CDPHUB_ALERT_WEBHOOK_URL"
+    )
+    new_webhook_secret = forms.CharField(
+        label="Webhook signing secret",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Signs each post the Standard Webhooks way (webhook-signature). Blank keeps what is stored.",
+    )
+    clear_webhook_secret = forms.BooleanField(label="Remove the stored secret", required=False)
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "destination",
+            "kind",
+            "enabled",
+            "threshold",
+            "window_minutes",
+            "min_outcomes",
+            "channels",
+            "email_recipients",
+            "webhook_url",
+        ]
+        widgets = {"email_recipients": forms.TextInput(attrs={"size": 60})}
+
+    def clean_email_recipients(self) -> str:
+        addresses = split_addresses(self.cleaned_data.get("email_recipients", ""))
+        for address in addresses:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError(f"{address!r} is not an email address.") from None
+        return ", ".join(addresses)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind, window = data.get("kind") or getattr(self.instance, "kind", ""), data.get("window_minutes")
+        if kind == AlertRule.Kind.SUCCESS_RATE:
+            threshold = data.get("threshold")
+            if threshold is None or not 0 < threshold <= 100:
+                self.add_error("threshold", "A success rate rule needs a threshold between 0 and 100 (percent).")
+        if kind != AlertRule.Kind.MISCONFIGURED and window is not None and not 1 <= window <= MAX_WINDOW_MINUTES:
+            self.add_error("window_minutes", f"Between 1 and {MAX_WINDOW_MINUTES} minutes (a day).")
+        return data
+
+    def save(self, commit: bool = True) -> AlertRule:
+        rule = super().save(commit=False)
+        if self.cleaned_data.get("clear_webhook_secret"):
+            rule.webhook_secret = {}
+        elif self.cleaned_data.get("new_webhook_secret"):
+            rule.webhook_secret = {"signing_secret": self.cleaned_data["new_webhook_secret"]}
+        if commit:
+            rule.save()
+        return rule
+
+
+class AlertRuleAdmin(admin.ModelAdmin):
+    form = AlertRuleForm
+    list_display = ["destination", "kind_", "condition_", "enabled", "channels_", "state", "history"]
+    list_editable = ["enabled"]
+    list_filter = ["destination", "kind", "enabled"]
+    list_select_related = ["destination"]
+    search_fields = ["destination__name", "destination__slug"]
+    actions = ["send_test_alert"]
+    readonly_fields = ["webhook_secret_", "history"]
+
+    class Media:
+        css = {"all": ["deliveries/deliveries.css"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AlertRule]:
+        open_alert = Alert.objects.filter(rule=OuterRef("pk"), resolved_at__isnull=True)
+        return super().get_queryset(request).annotate(is_open=Exists(open_alert))
+
+    def get_fieldsets(self, request: HttpRequest, obj: AlertRule | None = None) -> list[tuple[str | None, dict]]:
+        secret = ["new_webhook_secret", "clear_webhook_secret"] if self.has_change_permission(request, obj) else []
+        return [
+            (None, {"fields": ["destination", "kind", "enabled"]}),
+            ("Condition", {"fields": ["threshold", "window_minutes", "min_outcomes"]}),
+            ("Where to send", {"fields": ["channels", "email_recipients", "webhook_url", "webhook_secret_", *secret]}),
+            ("History", {"fields": ["history"]}),
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AlertRule | None = None) -> list[str]:
+        # A rule's destination and kind are what it is: changing them would be another rule with this one's history.
+        return [*self.readonly_fields, *(["destination", "kind"] if obj is not None else [])]
+
+    @admin.display(description="Kind", ordering="kind")
+    def kind_(self, rule: AlertRule) -> str:
+        return rule.get_kind_display()
+
+    @admin.display(description="Condition")
+    def condition_(self, rule: AlertRule) -> str:
+        return rule.condition
+
+    @admin.display(description="Sent to")
+    def channels_(self, rule: AlertRule) -> str:
+        found = targets(rule)
+        if not found:
+            return format_html('<span class="quiet">{}</span>', "nowhere (listed here only)")
+        return format_html_join(", ", "{} {}", ((channel, f"({target})") for channel, target in found))
+
+    @admin.display(description="Now", boolean=False)
+    def state(self, rule: AlertRule) -> str:
+        if getattr(rule, "is_open", False):
+            return format_html('<span class="status status-failed">{}</span>', "Alert open")
+        return format_html('<span class="status status-delivered">{}</span>', "OK")
+
+    @admin.display(description="Alerts")
+    def history(self, rule: AlertRule) -> str:
+        if rule.pk is None:
+            return "-"
+        url = reverse("admin:deliveries_alert_changelist") + "?" + urlencode({"rule__id__exact": rule.pk})
+        return format_html('<a href="{}">{}</a>', url, "History")
+
+    @admin.display(description="Webhook secret")
+    def webhook_secret_(self, rule: AlertRule) -> str:
+        stored = rule.webhook_secret
+        if isinstance(stored, Undecryptable):
+            return str(stored)
+        if isinstance(stored, dict) and stored.get("signing_secret"):
+            return MASK
+        return "not set (CDPHUB_ALERT_WEBHOOK_SECRET signs, if set)"
+
+    def get_form(self, request: HttpRequest, obj: AlertRule | None = None, **kwargs: Any) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, **kwargs)
+        if obj is not None:
+            form.base_fields["channels"].initial = obj.channels
+        return form
+
+    @admin.action(description="Send test alert", permissions=["change"])
+    def send_test_alert(self, request: HttpRequest, queryset: QuerySet[AlertRule]) -> None:
+        rules = list(queryset.select_related("destination")[: TEST_AT_ONCE + 1])
+        if len(rules) > TEST_AT_ONCE:
+            self.message_user(request, f"Choose at most {TEST_AT_ONCE} rules to test at once.", messages.WARNING)
+            return
+        for rule in rules:
+            notifications = send_test(rule)
+            if not notifications:
+                self.message_user(
+                    request,
+                    f"{rule}: nowhere to send. Tick a channel and give recipients or a URL (or set "
+                    "CDPHUB_ALERT_EMAILS / CDPHUB_ALERT_WEBHOOK_URL).",
+                    messages.WARNING,
+                )
+            for n in notifications:
+                if n.status == AlertNotification.Status.SENT:
+                    self.message_user(request, f"{rule}: test {n.channel} sent to {n.target}.")
+                else:
+                    self.message_user(request, f"{rule}: test {n.channel} not sent. {n.error}", messages.ERROR)
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup == "destination__id__exact" or super().lookup_allowed(lookup, value, request)
+
+
+class AlertNotificationInline(ReadOnlyInline):
+    """Each message the alert sent (or tries to send), with its outcome."""
+
+    model = AlertNotification
+    fields = ["event", "channel", "target", "status_", "attempts", "sent", "error"]
+    readonly_fields = fields
+    verbose_name_plural = "Notifications"
+
+    @admin.display(description="Status")
+    def status_(self, notification: AlertNotification) -> str:
+        css = SENT_CLASSES.get(notification.status, "status-failed")
+        text = notification.get_status_display().capitalize()
+        if notification.status == AlertNotification.Status.PENDING and notification.attempts:
+            text += f", next try {moment(notification.next_attempt_at)}"
+        return format_html('<span class="status {}">{}</span>', css, text)
+
+    @admin.display(description="Sent")
+    def sent(self, notification: AlertNotification) -> str:
+        return moment(notification.sent_at) if notification.sent_at else "-"
+
+
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("resolved", "Resolved"), ("test", "Test alerts")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> QuerySet[Alert]:
+        if self.value() == "open":
+            return queryset.filter(resolved_at__isnull=True)
+        if self.value() == "resolved":
+            return queryset.filter(resolved_at__isnull=False, is_test=False)
+        if self.value() == "test":
+            return queryset.filter(is_test=True)
+        return queryset
+
+
+def state_of(alert: Alert) -> str:
+    return "test" if alert.is_test else "open" if alert.resolved_at is None else "resolved"
+
+
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["opened", "destination_", "kind", "state_", "message", "lasted", "notified"]
+    list_filter = [StateFilter, "destination", "kind"]
+    list_select_related = ["destination"]
+    search_fields = ["message", "destination__name"]
+    date_hierarchy = None
+    inlines = [AlertNotificationInline]
+    fields = ["destination_", "rule_", "state_", "opened", "message", "measured", "resolved", "resolution"]
+    readonly_fields = fields
+
+    class Media:
+        css = {"all": ["deliveries/deliveries.css"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Alert]:
+        return super().get_queryset(request).prefetch_related("notifications")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Alert | None = None) -> bool:
+        return False
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # The rule page's "History" link; a sidebar filter listing every rule would be long.
+        return lookup == "rule__id__exact" or super().lookup_allowed(lookup, value, request)
+
+    @admin.display(description="Opened", ordering="opened_at")
+    def opened(self, alert: Alert) -> str:
+        return compact_moment(alert.opened_at)
+
+    @admin.display(description="Resolved", ordering="resolved_at")
+    def resolved(self, alert: Alert) -> str:
+        return moment(alert.resolved_at) if alert.resolved_at else "not yet"
+
+    @admin.display(description="Destination", ordering="destination__name")
+    def destination_(self, alert: Alert) -> str:
+        return destination_link(alert.destination)
+
+    @admin.display(description="Rule")
+    def rule_(self, alert: Alert) -> str:
+        url = reverse("admin:deliveries_alertrule_change", args=[alert.rule_id])
+        return format_html('<a href="{}">{}</a>', url, alert.rule.condition)
+
+    @admin.display(description="State")
+    def state_(self, alert: Alert) -> str:
+        state = state_of(alert)
+        return format_html('<span class="status {}">{}</span>', STATE_CLASSES[state], state.capitalize())
+
+    @admin.display(description="Lasted")
+    def lasted(self, alert: Alert) -> str:
+        if alert.is_test:
+            return "-"
+        if alert.resolved_at is None:
+            return "open"
+        return duration((alert.resolved_at - alert.opened_at).total_seconds() * 1000)
+
+    @admin.display(description="Notified")
+    def notified(self, alert: Alert) -> str:
+        notifications = list(alert.notifications.all())
+        if not notifications:
+            return format_html('<span class="quiet">{}</span>', "nobody (no channel configured)")
+        return format_html_join(
+            " ",
+            '<span class="status {}" title="{}">{} {}: {}</span>',
+            (
+                (SENT_CLASSES.get(n.status, "status-failed"), n.error, n.event, n.channel, n.get_status_display())
+                for n in notifications
+            ),
+        )
