@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, Field, OuterRef, QuerySet, URLField
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -165,6 +165,11 @@ class AlertRuleAdmin(admin.ModelAdmin):
             return MASK
         return "not set (CDPHUB_ALERT_WEBHOOK_SECRET signs, if set)"
 
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> forms.Field | None:
+        if isinstance(db_field, URLField):
+            kwargs.setdefault("assume_scheme", "https")  # as the rule form's: Django 6's default (the list's form)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def get_form(self, request: HttpRequest, obj: AlertRule | None = None, **kwargs: Any) -> type[forms.ModelForm]:
         form = super().get_form(request, obj, **kwargs)
         if obj is not None:
@@ -299,11 +304,10 @@ class AlertAdmin(admin.ModelAdmin):
         notifications = list(alert.notifications.all())
         if not notifications:
             return format_html('<span class="quiet">{}</span>', "nobody (no channel configured)")
-        return format_html_join(
-            " ",
-            '<span class="status {}" title="{}">{} {}: {}</span>',
-            (
-                (SENT_CLASSES.get(n.status, "status-failed"), n.error, n.event, n.channel, n.get_status_display())
-                for n in notifications
-            ),
-        )
+        template = '<span class="status {}" title="{}">{} by {}: {}</span>'
+        return format_html_join(" ", template, map(badge, notifications))
+
+
+def badge(n: AlertNotification) -> tuple[str, str, str, str, str]:
+    """A notification's outcome as a status badge's class, tooltip (the error) and words."""
+    return (SENT_CLASSES.get(n.status, "status-failed"), n.error, n.event, n.channel, n.get_status_display().lower())

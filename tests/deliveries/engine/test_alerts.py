@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import threading
@@ -509,3 +510,14 @@ def test_a_failing_evaluation_never_stops_the_sweeper(destination, monkeypatch, 
     assert result["expired"] == 0
     assert "alerts_opened" not in result
     assert "alerts: broken failed" in caplog.text
+
+
+def test_the_migration_gives_existing_destinations_the_default_rules(destination):
+    from django.apps import apps
+
+    migration = importlib.import_module("deliveries.migrations.0013_alerts")
+    AlertRule.objects.all().delete()  # as before alerts existed
+    migration.create_defaults(apps, None)
+    assert sorted(destination.alert_rules.values_list("kind", flat=True)) == sorted(r["kind"] for r in DEFAULT_RULES)
+    migration.create_defaults(apps, None)  # run twice: nothing more
+    assert destination.alert_rules.count() == len(DEFAULT_RULES)
