@@ -193,3 +193,13 @@ def test_rules_of_a_deleted_destination_go_with_it(destination, alerted):
     destination.delete()
     assert AlertRule.objects.count() == 0
     assert Alert.objects.count() == 0
+
+
+def test_event_delivery_shows_the_destinations_open_alerts(marketer_client, alerted, destination):
+    url = reverse("admin:deliveries_delivery_event_delivery", args=[destination.pk])
+    page = marketer_client.get(url).content.decode()
+    assert 'id="ed-alerts"' in page
+    assert "The oldest waiting delivery has waited 60 minutes, more than 30." in page
+    assert reverse("admin:deliveries_alert_change", args=[alerted.pk]) in page
+    Alert.objects.update(resolved_at=timezone.now())
+    assert 'id="ed-alerts"' not in marketer_client.get(url).content.decode()
