@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
 from deliveries.engine.alerts.evaluate import split_addresses, targets
 from deliveries.engine.alerts.notify import send_test
@@ -100,7 +101,7 @@ class AlertRuleForm(forms.ModelForm):
 
 class AlertRuleAdmin(admin.ModelAdmin):
     form = AlertRuleForm
-    list_display = ["destination", "kind_", "condition_", "enabled", "channels_", "state", "history"]
+    list_display = ["destination", "condition_", "enabled", "channels_", "state", "history"]
     list_editable = ["enabled"]
     list_filter = ["destination", "kind", "enabled"]
     list_select_related = ["destination"]
@@ -128,11 +129,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
         # A rule's destination and kind are what it is: changing them would be another rule with this one's history.
         return [*self.readonly_fields, *(["destination", "kind"] if obj is not None else [])]
 
-    @admin.display(description="Kind", ordering="kind")
-    def kind_(self, rule: AlertRule) -> str:
-        return rule.get_kind_display()
-
-    @admin.display(description="Condition")
+    @admin.display(description="Condition", ordering="kind")
     def condition_(self, rule: AlertRule) -> str:
         return rule.condition
 
@@ -244,7 +241,7 @@ def state_of(alert: Alert) -> str:
 
 
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ["opened", "destination_", "kind", "state_", "message", "lasted", "notified"]
+    list_display = ["opened", "destination_", "state_", "message", "lasted", "notified"]
     list_filter = [StateFilter, "destination", "kind"]
     list_select_related = ["destination"]
     search_fields = ["message", "destination__name"]
@@ -305,7 +302,7 @@ class AlertAdmin(admin.ModelAdmin):
         if not notifications:
             return format_html('<span class="quiet">{}</span>', "nobody (no channel configured)")
         template = '<span class="status {}" title="{}">{} by {}: {}</span>'
-        return format_html_join(" ", template, map(badge, notifications))
+        return format_html_join(mark_safe("<br>"), template, map(badge, notifications))
 
 
 def badge(n: AlertNotification) -> tuple[str, str, str, str, str]:
