@@ -125,7 +125,8 @@ def no_delivery(rules: list[AlertRule], now: datetime) -> dict[int, Reading]:
             last = rule.destination.last_delivered_at
             last_text = f"last delivery {last:%Y-%m-%d %H:%M} UTC" if last else "nothing delivered yet"
             if arrived:
-                message = f"Nothing delivered for {minutes} minutes while events keep arriving ({last_text})."
+                paused = " The destination is paused: resume it to send them." if rule.destination.paused else ""
+                message = f"Nothing delivered for {minutes} minutes while events keep arriving ({last_text}).{paused}"
             else:
                 message = f"No events arrived in the last {minutes} minutes, so none were due ({last_text})."
             readings[rule.pk] = Reading(arrived, message, measured)
