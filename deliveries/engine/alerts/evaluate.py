@@ -23,19 +23,14 @@ log = logging.getLogger("cdphub.alerts")
 
 def evaluate(now: datetime) -> dict[str, int]:
     """Measure the rules and open or resolve their alerts; returns how many opened and resolved."""
+    open_alerts = {alert.rule_id: alert for alert in Alert.objects.filter(resolved_at__isnull=True, is_test=False)}
+    # The enabled rules of enabled destinations, and any other rule with an alert open: it resolves.
     rules = list(
-        AlertRule.objects.filter(
-            Q(enabled=True, destination__enabled=True) | Q(alerts__resolved_at__isnull=True, alerts__is_test=False)
-        )
-        .distinct()
+        AlertRule.objects.filter(Q(enabled=True, destination__enabled=True) | Q(pk__in=list(open_alerts)))
         .select_related("destination")
         .defer("webhook_secret", "destination__credentials", "destination__insert_secrets")
         .order_by("id")
     )
-    open_alerts = {
-        alert.rule_id: alert
-        for alert in Alert.objects.filter(rule__in=[r.pk for r in rules], resolved_at__isnull=True, is_test=False)
-    }
     readings = read(rules, now)
     opened = resolved = 0
     for rule in rules:
