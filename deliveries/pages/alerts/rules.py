@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from deliveries.engine.alerts.defaults import DEFAULT_CHANNELS
 from deliveries.engine.alerts.evaluate import split_addresses, targets
 from deliveries.engine.alerts.notify import send_test
 from deliveries.models import Alert, AlertNotification, AlertRule
@@ -159,11 +160,9 @@ class AlertRuleAdmin(admin.ModelAdmin):
             kwargs.setdefault("assume_scheme", "https")  # as the rule form's: Django 6's default (the list's form)
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
-    def get_form(self, request: HttpRequest, obj: AlertRule | None = None, **kwargs: Any) -> type[forms.ModelForm]:
-        form = super().get_form(request, obj, **kwargs)
-        if obj is not None:
-            form.base_fields["channels"].initial = obj.channels
-        return form
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new rule starts as the defaults do: told on both channels, success rate below 90%."""
+        return {"channels": DEFAULT_CHANNELS, "threshold": 90, **super().get_changeform_initial_data(request)}
 
     @admin.action(description="Send test alert", permissions=["change"])
     def send_test_alert(self, request: HttpRequest, queryset: QuerySet[AlertRule]) -> None:

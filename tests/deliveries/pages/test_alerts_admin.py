@@ -203,3 +203,30 @@ def test_event_delivery_shows_the_destinations_open_alerts(marketer_client, aler
     assert reverse("admin:deliveries_alert_change", args=[alerted.pk]) in page
     Alert.objects.update(resolved_at=timezone.now())
     assert 'id="ed-alerts"' not in marketer_client.get(url).content.decode()
+
+
+def test_a_second_rule_is_added_for_a_destination(admin_client, destination):
+    add = reverse("admin:deliveries_alertrule_add")
+    page = admin_client.get(add).content.decode()
+    assert 'name="channels" value="email" checked' in page.replace('id="id_channels_0" ', "")
+    response = admin_client.post(
+        add,
+        {
+            "destination": destination.pk,
+            "kind": "success_rate",
+            "enabled": "on",
+            "threshold": "50",
+            "window_minutes": "5",
+            "min_outcomes": "100",
+            "channels": ["email"],
+            "email_recipients": "oncall@example.com",
+            "webhook_url": "",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    rule = destination.alert_rules.get(threshold=50)
+    assert (rule.window_minutes, rule.min_outcomes, rule.channels) == (5, 100, ["email"])
+    assert rule.email_recipients == "oncall@example.com"
+    # Viewing it does not change what a new rule starts with.
+    admin_client.get(reverse("admin:deliveries_alertrule_change", args=[rule.pk]))
+    assert 'value="webhook" checked' in admin_client.get(add).content.decode().replace('id="id_channels_1" ', "")
