@@ -133,7 +133,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
             return format_html('<span class="quiet">{}</span>', "nowhere (listed here only)")
         return format_html_join(", ", "{} {}", ((channel, f"({target})") for channel, target in found))
 
-    @admin.display(description="Now", boolean=False)
+    @admin.display(description="Now")
     def state(self, rule: AlertRule) -> str:
         if getattr(rule, "is_open", False):
             return format_html('<span class="status status-failed">{}</span>', "Alert open")
