@@ -3,11 +3,12 @@
 from deliveries.models.engine import RateBucket, Slot
 from deliveries.models.events import Attempt, Delivery, Event
 from deliveries.models.replays import Replay
-from deliveries.models.rollups import DeliveryRollup, RollupCursor, SchemaRollup
+from deliveries.models.rollups import DeliveryHourRollup, DeliveryRollup, RollupCursor, SchemaRollup
 
 __all__ = [
     "Attempt",
     "Delivery",
+    "DeliveryHourRollup",
     "DeliveryRollup",
     "Event",
     "RateBucket",
