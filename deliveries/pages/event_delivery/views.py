@@ -33,6 +33,7 @@ from deliveries.pages.event_delivery.numbers import (
     current_counts,
     rollup_buckets,
     summarise,
+    window_start,
 )
 from integrations.admin.exchanges import pretty_body, render_exchanges, render_logs
 from integrations.models import Destination
@@ -153,7 +154,7 @@ def destination_view(model_admin: Any, request: HttpRequest, destination_id: int
     destination = get_object_or_404(Destination.objects.defer("credentials", "config", "mapping"), pk=destination_id)
     window = window_of(request, WINDOWS, DEFAULT_WINDOW)
     now = timezone.now()
-    since = now - window.span
+    since = window_start(window, now)  # the tiles' start: the issues and filtered count over the same window
     buckets = rollup_buckets([destination.pk], window, now)[destination.pk]
     summary = summarise(buckets)
     current = current_counts([destination.pk])[destination.pk]
@@ -212,7 +213,7 @@ def group_of(request: HttpRequest, destination: Destination, window: Window) -> 
     data = request.POST if request.method == "POST" else request.GET
     if "code" not in data or "message" not in data:
         raise Http404("Which issue? The link lost its error code and message.")
-    since = timezone.now() - window.span
+    since = window_start(window, timezone.now())
     return Delivery.objects.filter(
         destination=destination,
         status__in=ISSUE_STATUSES,
