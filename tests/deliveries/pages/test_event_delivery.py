@@ -243,6 +243,15 @@ def test_a_long_window_starts_on_the_hour_for_the_tiles_and_the_issues_alike(adm
     assert outside.error_code == "old"
 
 
+def test_the_filtered_tile_counts_up_to_a_bound(admin_client, destination, source, monkeypatch):
+    monkeypatch.setattr(event_delivery, "FILTERED_COUNT", 2)
+    for _ in range(3):
+        make_delivery(destination, make_event(source), status="filtered")
+    response = admin_client.get(page_url(destination, "14d"))
+    assert (response.context["filtered"], response.context["filtered_more"]) == (2, True)
+    assert 'status__exact=filtered">2+</a>' in response.content.decode()
+
+
 def test_the_page_shows_a_misconfigured_destination_with_its_hint_and_no_credentials(admin_client, destination):
     destination.last_error_code = "http_401"
     destination.last_error = "HTTP 401: Unauthorized"
