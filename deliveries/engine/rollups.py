@@ -114,10 +114,11 @@ def _bucket_sql() -> str:
     return f"CASE {whens} ELSE {len(LATENCY_BUCKETS)} END"
 
 
-def _among(ids: list[int] | None, column: str = "destination_id") -> tuple[str, list[Any]]:
+def _among(ids: list[int] | None) -> tuple[str, list[Any]]:
+    """A WHERE clause's "and of these destinations" (nothing for all of them), and its parameters."""
     if ids is None:
         return "", []
-    return f" AND {column} IN ({', '.join(['%s'] * len(ids)) or 'NULL'})", list(ids)
+    return f" AND destination_id IN ({', '.join(['%s'] * len(ids)) or 'NULL'})", list(ids)
 
 
 def _insert_minutes(ids: list[int] | None) -> int:
