@@ -75,7 +75,7 @@ test: $(VENV)/.installed-test browser shell-tools
 # (0 measured, 1 the hub misbehaved, 2 a benchmark could not run).
 bench: $(VENV)/.installed-test
 	@worst=0; \
-	for bench in ingest deliver vendors admin api functions; do \
+	for bench in ingest deliver vendors admin api functions rollups; do \
 	  $(PY) bench/$$bench.py; code=$$?; [ $$code -gt $$worst ] && worst=$$code; \
 	done; \
 	exit $$worst

@@ -4,7 +4,7 @@ from deliveries.models.alerts import Alert, AlertNotification, AlertRule
 from deliveries.models.engine import RateBucket, Slot
 from deliveries.models.events import Attempt, Delivery, Event
 from deliveries.models.replays import Replay
-from deliveries.models.rollups import DeliveryRollup, RollupCursor, SchemaRollup
+from deliveries.models.rollups import DeliveryHourRollup, DeliveryRollup, RollupCursor, SchemaRollup
 
 __all__ = [
     "Alert",
@@ -12,6 +12,7 @@ __all__ = [
     "AlertRule",
     "Attempt",
     "Delivery",
+    "DeliveryHourRollup",
     "DeliveryRollup",
     "Event",
     "RateBucket",

@@ -1,5 +1,8 @@
 """The admin index's dashboard: events today, the delivery success rate, what is waiting, and the destinations
-that need someone (misconfigured, failing, backed up, paused or off), each linking to its Event Delivery page."""
+that need someone (misconfigured, failing, backed up, paused or off), each linking to its Event Delivery page.
+
+Deliveries are counted today (since local midnight, from the minute rollups) or over the last 7 or 14 days
+(`?window=7d`: from the hourly rollups, as Event Delivery counts them)."""
 
 from __future__ import annotations
 
@@ -13,9 +16,11 @@ from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryRollup, Event
 from deliveries.pages.base import optional_url
+from deliveries.pages.event_delivery.numbers import WINDOWS, rollup_buckets
 from integrations.models import Destination
 
 BACKLOG_PROBLEM = 1000  # more than this waiting for a destination that is not paused is worth a look
+DELIVERY_WINDOWS = {"today": "today", "7d": "in 7 days", "14d": "in 14 days"}  # key: what the tiles say
 
 
 def local_midnight() -> datetime:
@@ -29,19 +34,44 @@ def dashboard(request: HttpRequest) -> dict[str, Any]:
     if not (see_events or see_deliveries):
         return {}
     midnight = local_midnight()
-    board: dict[str, Any] = {"since": midnight}
+    window = request.GET.get("window", "")
+    window = window if window in DELIVERY_WINDOWS else "today"
+    board: dict[str, Any] = {"since": midnight, "window": window, "window_label": DELIVERY_WINDOWS[window]}
     if see_events:
         # The (status, received_at) index: today's slice of each status, counted in the index.
         today = Event.objects.filter(received_at__gte=midnight)
         board["events_today"] = today.filter(status=Event.Status.ACCEPTED).count()
         board["rejected_today"] = today.filter(status=Event.Status.REJECTED).count()
     if see_deliveries:
-        board.update(delivery_numbers(midnight))
+        board.update(delivery_numbers(midnight, window))
+        board["windows"] = [
+            {"key": k, "label": WINDOWS[k].label if k in WINDOWS else "Today", "current": k == window}
+            for k in DELIVERY_WINDOWS
+        ]
     board["links"] = links(request)
     return {"dashboard": board}
 
 
-def delivery_numbers(midnight: datetime) -> dict[str, Any]:
+def outcomes_of(ids: list[int], midnight: datetime, window: str) -> dict[int, dict[str, int]]:
+    """Delivered and failed per destination today or in the window ("7d", "14d")."""
+    outcomes: dict[int, dict[str, int]] = {d: {} for d in ids}
+    if window != "today":
+        for destination_id, (total,) in rollup_buckets(ids, WINDOWS[window], timezone.now(), chart=False).items():
+            outcomes[destination_id] = {"delivered": total.delivered, "failed": total.failed}
+        return outcomes
+    # Rollups by (destination, minute): the destination ids lead the key so today's minutes come from the index.
+    rows = (
+        DeliveryRollup.objects.filter(destination_id__in=ids, minute__gte=midnight)
+        .values("destination_id", "status")
+        .annotate(n=Sum("count"))
+        .order_by()
+    )
+    for row in rows:
+        outcomes[row["destination_id"]][row["status"]] = row["n"]
+    return outcomes
+
+
+def delivery_numbers(midnight: datetime, window: str = "today") -> dict[str, Any]:
     destinations = list(
         Destination.objects.only(
             "id",
@@ -57,16 +87,7 @@ def delivery_numbers(midnight: datetime) -> dict[str, Any]:
         ).order_by("name")
     )
     ids = [d.pk for d in destinations]
-    # Rollups by (destination, minute): the destination ids lead the key so today's minutes come from the index.
-    outcomes: dict[int, dict[str, int]] = {d: {} for d in ids}
-    rows = (
-        DeliveryRollup.objects.filter(destination_id__in=ids, minute__gte=midnight)
-        .values("destination_id", "status")
-        .annotate(n=Sum("count"))
-        .order_by()
-    )
-    for row in rows:
-        outcomes[row["destination_id"]][row["status"]] = row["n"]
+    outcomes = outcomes_of(ids, midnight, window)
     waiting: dict[int, int] = {d: 0 for d in ids}
     rows = (
         Delivery.objects.filter(destination_id__in=ids, status__in=Delivery.WAITING)
@@ -81,7 +102,7 @@ def delivery_numbers(midnight: datetime) -> dict[str, Any]:
     problems = []
     for destination in destinations:
         problem = problem_of(
-            destination, outcomes[destination.pk].get(Delivery.Status.FAILED, 0), waiting[destination.pk]
+            destination, outcomes[destination.pk].get(Delivery.Status.FAILED, 0), waiting[destination.pk], window
         )
         if problem:
             problems.append(problem)
@@ -97,8 +118,8 @@ def delivery_numbers(midnight: datetime) -> dict[str, Any]:
     }
 
 
-def problem_of(destination: Destination, failed: int, waiting: int) -> dict[str, Any] | None:
-    """Why a destination needs someone today, or None."""
+def problem_of(destination: Destination, failed: int, waiting: int, window: str = "today") -> dict[str, Any] | None:
+    """Why a destination needs someone today (or in the window), or None."""
     if not destination.enabled:
         kind, text = "disabled", "Delivery is off: events are not routed here."
     elif destination.paused:
@@ -106,12 +127,13 @@ def problem_of(destination: Destination, failed: int, waiting: int) -> dict[str,
     elif destination.misconfigured:
         kind, text = "misconfigured", destination.last_error
     elif failed:
-        kind, text = "failing", destination.last_error or "Some deliveries failed today."
+        kind, text = "failing", destination.last_error or f"Some deliveries failed {DELIVERY_WINDOWS[window]}."
     elif waiting > BACKLOG_PROBLEM:
         kind, text = "backlog", "Deliveries are waiting longer than usual: the vendor may be slow or rate limiting."
     else:
         return None
-    url = reverse("admin:deliveries_delivery_event_delivery", args=[destination.pk]) + "?window=24h"
+    url = reverse("admin:deliveries_delivery_event_delivery", args=[destination.pk])
+    url += "?window=" + ("24h" if window == "today" else window)
     hint = destination.last_error_hint if kind in ("misconfigured", "failing") else ""
     return {
         "destination": destination,

@@ -1,5 +1,12 @@
-"""Event Delivery's numbers: delivered, failed and latency summed from the per-minute rollups (engine/rollups.py)
-per chart bucket in the database, their percentiles, and what waits now per destination."""
+"""Event Delivery's numbers: delivered, failed and latency summed from the rollups (engine/rollups.py) per chart
+bucket in the database, their percentiles, and what waits now per destination.
+
+Windows up to a day sum minutes and start on the minute; longer ones sum hours and start on the (UTC) hour: a few
+hundred rows for two weeks where minutes would be tens of thousands, and still there when the minutes have been
+purged after a few days. So "7 days" may reach up to 59 minutes further back than 7 days to the minute, and the minutes
+from that same start give the same figures. Where the local offset is not whole hours (India, Nepal …) a chart
+bucket's edge cuts an hour, which counts in the bucket its first minute is in.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
-from django.db.models import Case, Count, Expression, IntegerField, Sum, Value, When
+from django.db import connection, models
+from django.db.models import Case, Count, Expression, IntegerField, Q, Sum, Value, When
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from deliveries.engine.rollups import FAILED_BUCKET, LATENCY_BUCKETS, minute_of
-from deliveries.models import Delivery, DeliveryRollup
+from deliveries.engine.rollups import FAILED_BUCKET, LATENCY_BUCKETS, hour_of, minute_of
+from deliveries.models import Delivery, DeliveryHourRollup, DeliveryRollup
 from deliveries.pages.display import duration
 
 
@@ -39,9 +46,9 @@ WINDOWS = {
 DEFAULT_WINDOW = "24h"
 
 
-# The index sums every destination's minutes: beyond a day that is millions of rollup rows, so longer windows
-# are on each destination's page only.
-INDEX_WINDOWS = ("10m", "1h", "24h")
+# The index sums every destination's rollups: beyond a day those are hours, a few thousand rows for all of them.
+INDEX_WINDOWS = tuple(WINDOWS)
+MINUTES_UP_TO = timedelta(hours=24)  # longer windows read the hourly rollups
 
 
 def percentile(histogram: dict[int, int], sums: dict[int, int], q: float) -> float | None:
@@ -92,39 +99,52 @@ def bucket_starts(window: Window, now: datetime) -> list[datetime]:
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     steps_today = (local - midnight) // window.step
     last = midnight + steps_today * window.step
-    first_needed = minute_of(now - window.span)
+    first_needed = window_start(window, now)
     starts = [last]
     while starts[-1] > first_needed:
         starts.append(starts[-1] - window.step)
     return list(reversed(starts))
 
 
-def slot_expression(starts: list[datetime], step: timedelta) -> Expression:
-    """Which chart bucket a rollup row's minute falls in, as arithmetic on the column where the database allows:
-    a CASE over the bucket starts costs twice as much per row over 14 days of minutes."""
+def slot_expression(
+    starts: list[datetime], step: timedelta, model: type[models.Model] = DeliveryRollup, column: str = "minute"
+) -> Expression:
+    """Which chart bucket a rollup row's minute (or hour) falls in, as arithmetic on the column where the database
+    allows: a CASE over the bucket starts costs twice as much per row over 14 days of minutes."""
     origin, seconds = starts[0], int(step.total_seconds())
-    column = f"{connection.ops.quote_name(DeliveryRollup._meta.db_table)}.{connection.ops.quote_name('minute')}"
+    quoted = f"{connection.ops.quote_name(model._meta.db_table)}.{connection.ops.quote_name(column)}"
     if connection.vendor == "sqlite":
         # julianday() is a float: a second's margin keeps a bucket's first minute inside that bucket.
-        sql = f"CAST(((julianday({column}) - julianday(%s)) * 86400 + 1) / %s AS INTEGER)"
+        sql = f"CAST(((julianday({quoted}) - julianday(%s)) * 86400 + 1) / %s AS INTEGER)"
         return RawSQL(sql, (connection.ops.adapt_datetimefield_value(origin), seconds), output_field=IntegerField())
     if connection.vendor == "postgresql":
-        sql = f"CAST(FLOOR(EXTRACT(EPOCH FROM ({column} - %s)) / %s) AS INTEGER)"
+        sql = f"CAST(FLOOR(EXTRACT(EPOCH FROM ({quoted} - %s)) / %s) AS INTEGER)"
         return RawSQL(sql, (origin, seconds), output_field=IntegerField())
-    whens = [When(minute__lt=start, then=Value(i - 1)) for i, start in enumerate(starts[1:], 1)]
+    whens = [When(Q(**{f"{column}__lt": start}), then=Value(i - 1)) for i, start in enumerate(starts[1:], 1)]
     return Case(*whens, default=Value(len(starts) - 1), output_field=IntegerField())
 
 
+def window_start(window: Window, now: datetime) -> datetime:
+    """Where a window starts: on the minute up to a day, on the hour beyond (see the module's note)."""
+    if window.span <= MINUTES_UP_TO:
+        return minute_of(now - window.span)
+    return hour_of(now - window.span)
+
+
 def rollup_buckets(
-    destination_ids: list[int], window: Window, now: datetime, chart: bool = True
+    destination_ids: list[int], window: Window, now: datetime, chart: bool = True, hours: bool | None = None
 ) -> dict[int, list[Bucket]]:
     """Delivered and failed per destination and chart bucket (or one bucket for the window), with their latency
-    histograms: one grouped query over the rollups' (destination, minute, …) key, a few hundred rows back."""
-    starts = bucket_starts(window, now) if chart else [minute_of(now - window.span)]
-    since = minute_of(now - window.span)
-    rows = DeliveryRollup.objects.filter(destination_id__in=destination_ids, minute__gte=since)
+    histograms: one grouped query over the rollups' (destination, minute or hour, …) key, a few hundred rows back.
+    Hours beyond a day unless `hours` says otherwise (the same figures, from many more rows)."""
+    since = window_start(window, now)
+    starts = bucket_starts(window, now) if chart else [since]
+    if hours is None:
+        hours = window.span > MINUTES_UP_TO
+    model, column = (DeliveryHourRollup, "hour") if hours else (DeliveryRollup, "minute")
+    rows = model.objects.filter(destination_id__in=destination_ids, **{f"{column}__gte": since})
     if chart:
-        rows = rows.annotate(slot=slot_expression(starts, window.step))
+        rows = rows.annotate(slot=slot_expression(starts, window.step, model, column))
     else:
         rows = rows.annotate(slot=Value(0, output_field=IntegerField()))
     # Not grouped by status: the latency bucket says it (FAILED_BUCKET for failures), and a text column in the

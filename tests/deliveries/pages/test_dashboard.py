@@ -7,12 +7,14 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from deliveries.engine import rollups
-from deliveries.models import Event
+from deliveries.models import DeliveryRollup, Event
 from deliveries.pages import dashboard
 from deliveries.pages.dashboard import local_midnight
 from integrations.models import Destination
@@ -63,6 +65,36 @@ def test_it_counts_todays_events_and_deliveries(admin_client, source):
     assert (board["delivered_today"], board["failed_today"]) == (9, 1)
     assert board["success_rate"] == pytest.approx(90)
     assert board["waiting"] == 2
+
+
+def test_seven_and_fourteen_days_count_the_hourly_rollups(admin_client, source, monkeypatch):
+    now = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    good, flaky = hook("good"), hook("flaky", last_error="HTTP 500: boom", last_error_at=now)
+    for days, delivered, failed in [(0, 9, 1), (4, 20, 0), (10, 30, 5), (20, 100, 100)]:
+        when = now - timedelta(days=days, minutes=1) if days else since_midnight(0)
+        rollups.add([(good.pk, when, "delivered", 90)] * delivered + [(flaky.pk, when, "failed", None)] * failed)
+
+    with CaptureQueriesContext(connection) as queries:
+        board = admin_client.get(INDEX, {"window": "7d"}).context["dashboard"]
+    assert (board["delivered_today"], board["failed_today"]) == (29, 1)
+    assert "deliveries_deliveryhourrollup" in " ".join(q["sql"] for q in queries)
+    assert "deliveries_deliveryrollup" not in " ".join(q["sql"] for q in queries)
+    assert board["problems"][0]["url"].endswith("?window=7d")
+
+    DeliveryRollup.objects.filter(minute__lt=now - timedelta(days=3)).delete()  # retention: hours stay
+    response = admin_client.get(INDEX, {"window": "14d"})
+    board = response.context["dashboard"]
+    assert (board["delivered_today"], board["failed_today"]) == (59, 6)
+    assert board["success_rate"] == pytest.approx(100 * 59 / 65)
+    assert [p["failed"] for p in board["problems"]] == [6]
+    html = response.content.decode()
+    assert "Delivery success in 14 days" in html
+    assert "6 failed in 14 days" in html
+    assert '<a href="?window=7d">7 days</a>' in html
+
+    board = admin_client.get(INDEX, {"window": "1y"}).context["dashboard"]  # unknown: today
+    assert (board["window"], board["delivered_today"], board["failed_today"]) == ("today", 9, 1)
 
 
 def test_destinations_with_problems_link_to_their_event_delivery_with_the_hint(admin_client, source):

@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deliveries.engine import rollups
-from deliveries.models import Attempt, Delivery
+from deliveries.models import Attempt, Delivery, DeliveryRollup
 from deliveries.pages.event_delivery import views as event_delivery
-from deliveries.pages.event_delivery.numbers import percentile
+from deliveries.pages.event_delivery.numbers import WINDOWS, chart_data, percentile, rollup_buckets, summarise
 from integrations.models import Destination
 from tests.factories import make_delivery, make_event
 
@@ -150,6 +150,106 @@ def test_fourteen_days_of_rollups_come_back_in_a_few_queries(admin_client, desti
     assert response.status_code == 200
     assert response.context["summary"].delivered == len(range(0, 14 * 24 * 60, 7))
     assert len(queries) <= 12
+
+
+# Beyond a day: the hourly rollups ----------------------------------------------------------------------
+
+
+def two_weeks_of_outcomes(destination: Destination, now) -> None:
+    """15 days of outcomes, one every 23 minutes (so minutes and hours are cut everywhere), with a failure now and
+    then and latencies across the buckets; as the engine records them, so minutes and hours both hold them."""
+    rows = []
+    for i, minutes in enumerate(range(3, 15 * 24 * 60, 23)):
+        when = now - timedelta(minutes=minutes, seconds=i % 60)
+        if i % 9 == 0:
+            rows.append((destination.pk, when, "failed", None))
+        else:
+            rows.append((destination.pk, when, "delivered", (i * 7919) % 4000 + (600_000 if i % 97 == 0 else 0)))
+    rollups.add(rows)
+
+
+def figures(destination: Destination, window: str, now, hours: bool):
+    buckets = rollup_buckets([destination.pk], WINDOWS[window], now, hours=hours)[destination.pk]
+    summary, chart = summarise(buckets), chart_data(buckets, WINDOWS[window])
+    numbers = (summary.delivered, summary.failed, summary.success_rate, summary.p50, summary.p95, summary.mean)
+    return numbers, chart
+
+
+def tables_read(queries) -> set[str]:
+    return {t for q in queries for t in ("deliveryhourrollup", "deliveryrollup") if f'deliveries_{t}"' in q["sql"]}
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Australia/Sydney"])
+@pytest.mark.parametrize("window", ["7d", "14d"])
+def test_the_hours_give_the_same_figures_and_trends_as_the_minutes(destination, window, zone):
+    now = timezone.now()
+    two_weeks_of_outcomes(destination, now)
+    with timezone.override(zone):  # the chart's buckets are on the local clock
+        from_hours = figures(destination, window, now, hours=True)
+        from_minutes = figures(destination, window, now, hours=False)
+    assert from_hours == from_minutes
+    numbers, chart = from_hours
+    assert numbers[0] > 300  # something to agree on
+    assert numbers[1] > 40
+    assert sum(chart["delivered"]) == numbers[0]
+
+
+@pytest.mark.parametrize("window", ["7d", "14d"])
+def test_seven_and_fourteen_days_read_the_hours_and_a_day_the_minutes(admin_client, destination, window):
+    two_weeks_of_outcomes(destination, timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        assert admin_client.get(page_url(destination, window)).status_code == 200
+    assert tables_read(queries) == {"deliveryhourrollup"}
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(reverse("admin:deliveries_delivery_event_delivery_index"), {"window": window})
+    assert tables_read(queries) == {"deliveryhourrollup"}
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(page_url(destination, "24h"))
+    assert tables_read(queries) == {"deliveryrollup"}
+
+
+def test_minute_rollups_purged_after_three_days_leave_the_long_windows_as_they_were(
+    admin_client, destination, monkeypatch
+):
+    now = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: now)  # both views of the page see the same window
+    two_weeks_of_outcomes(destination, now)
+    before = {w: admin_client.get(page_url(destination, w)).context for w in ("7d", "14d")}
+    index_before = admin_client.get(reverse("admin:deliveries_delivery_event_delivery_index"), {"window": "14d"})
+
+    purged, _ = DeliveryRollup.objects.filter(minute__lt=now - timedelta(days=3)).delete()  # as retention does
+    assert purged > 500
+
+    for window, context in before.items():
+        after = admin_client.get(page_url(destination, window)).context
+        assert after["summary"] == context["summary"]
+        assert after["chart"] == context["chart"]
+    index_after = admin_client.get(reverse("admin:deliveries_delivery_event_delivery_index"), {"window": "14d"})
+    assert index_after.context["rows"][0]["summary"] == index_before.context["rows"][0]["summary"]
+
+
+def test_a_long_window_starts_on_the_hour_for_the_tiles_and_the_issues_alike(admin_client, destination, source):
+    now = timezone.now()
+    start = rollups.hour_of(now - timedelta(days=7))
+    inside = failing(destination, source, ago=now - start - timedelta(seconds=1))  # 7 days and a bit ago
+    outside = failing(destination, source, ago=now - start + timedelta(minutes=1), code="old", message="Old")
+    rollups.add(
+        [(destination.pk, start, "failed", None), (destination.pk, start - timedelta(minutes=1), "failed", None)]
+    )
+    context = admin_client.get(page_url(destination, "7d")).context
+    assert context["since"] == start
+    assert context["summary"].failed == 1
+    assert [i["error_code"] for i in context["issues"]] == [inside.error_code]
+    assert outside.error_code == "old"
+
+
+def test_the_filtered_tile_counts_up_to_a_bound(admin_client, destination, source, monkeypatch):
+    monkeypatch.setattr(event_delivery, "FILTERED_COUNT", 2)
+    for _ in range(3):
+        make_delivery(destination, make_event(source), status="filtered")
+    response = admin_client.get(page_url(destination, "14d"))
+    assert (response.context["filtered"], response.context["filtered_more"]) == (2, True)
+    assert 'status__exact=filtered">2+</a>' in response.content.decode()
 
 
 def test_the_page_shows_a_misconfigured_destination_with_its_hint_and_no_credentials(admin_client, destination):
@@ -305,10 +405,12 @@ def test_the_destination_page_links_to_its_event_delivery(admin_client, destinat
     assert page_url(destination) in html
 
 
-def test_the_index_offers_windows_up_to_a_day(admin_client, destination):
+def test_the_index_offers_every_window(admin_client, destination):
+    outcomes(destination, timedelta(days=10), "delivered", [80] * 4)
     response = admin_client.get(reverse("admin:deliveries_delivery_event_delivery_index"), {"window": "14d"})
-    assert response.context["window"].key == "24h"
-    assert [w["key"] for w in response.context["windows"]] == ["10m", "1h", "24h"]
+    assert response.context["window"].key == "14d"
+    assert [w["key"] for w in response.context["windows"]] == ["10m", "1h", "24h", "7d", "14d"]
+    assert response.context["rows"][0]["summary"].delivered == 4
 
 
 def test_issues_of_a_destination_failing_everything_read_only_the_newest_rows(
