@@ -1,12 +1,13 @@
 """deliveries' models, one module per idea; imported here so that `from deliveries.models import X` works."""
 
-from deliveries.models.engine import RateBucket, Slot
+from deliveries.models.engine import Circuit, RateBucket, Slot
 from deliveries.models.events import Attempt, Delivery, Event
 from deliveries.models.replays import Replay
 from deliveries.models.rollups import DeliveryRollup, RollupCursor, SchemaRollup
 
 __all__ = [
     "Attempt",
+    "Circuit",
     "Delivery",
     "DeliveryRollup",
     "Event",
