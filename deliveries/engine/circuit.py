@@ -1,7 +1,8 @@
 """The circuit breaker: a destination whose calls fail again and again (5xx, timeouts, refused connections: 50 in
 a row, counted across workers) is set aside, "circuit open", with the reason and since when. No drain sends there
 while it is open; the sweeper probes it with one delivery now and then (30 s, then twice as long each time up to
-10 minutes, probe.py) and the first delivery that gets through closes it, so its backlog goes out.
+10 minutes, probe.py) and the first delivery that gets through closes it: its whole backlog is due at once (the
+rate limit paces it), retries included.
 
 Nothing it holds is lost: its deliveries stay pending or retrying, untouched. Nor do they fail for the wait: the
 retry deadline counts only time the circuit was closed (held_seconds()), so each event still gets its hours of
@@ -17,7 +18,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from deliveries.models import Circuit
+from deliveries.models import Circuit, Delivery
 from integrations.models import Destination
 from integrations.vendors import Result
 
@@ -75,6 +76,8 @@ def observe(destination: Destination, results: list[Result], now: datetime) -> N
         }
     if fields:
         Circuit.objects.filter(id=circuit.id).update(**fields)
+    if answered and circuit.is_open:
+        _backlog_due(destination.id, now)
 
 
 def _locked(destination_id: int, create: bool) -> Circuit | None:
@@ -106,6 +109,14 @@ def _closing(circuit: Circuit, now: datetime, reason: str) -> dict[str, Any]:
     }
 
 
+def _backlog_due(destination_id: int, now: datetime) -> None:
+    """The destination answers again: what waits for a retry goes now (the rate limit paces it), not at the
+    backoff it got while the destination was down."""
+    Delivery.objects.filter(
+        destination_id=destination_id, status=Delivery.Status.RETRYING, next_attempt_at__gt=now
+    ).update(next_attempt_at=now)
+
+
 def _kept(openings: list[list[str | None]], now: datetime) -> list[list[str | None]]:
     """The openings that may still matter to a retry deadline."""
     oldest = (now - KEPT_OPENINGS).isoformat()
@@ -119,7 +130,9 @@ def close(destination_id: int, reason: str) -> bool:
         circuit = _locked(destination_id, create=False)
         if circuit is None or not circuit.is_open:
             return False
-        Circuit.objects.filter(id=circuit.id).update(**_closing(circuit, timezone.now(), reason))
+        now = timezone.now()
+        Circuit.objects.filter(id=circuit.id).update(**_closing(circuit, now, reason))
+        _backlog_due(destination_id, now)
     return True
 
 
