@@ -132,7 +132,7 @@ def close(destination_id: int, reason: str) -> bool:
             return False
         now = timezone.now()
         Circuit.objects.filter(id=circuit.id).update(**_closing(circuit, now, reason))
-        _backlog_due(destination_id, now)
+    _backlog_due(destination_id, now)  # after the circuit's lock: drains recording now hold delivery rows
     return True
 
 
