@@ -1,11 +1,15 @@
 """deliveries' models, one module per idea; imported here so that `from deliveries.models import X` works."""
 
+from deliveries.models.alerts import Alert, AlertNotification, AlertRule
 from deliveries.models.engine import Circuit, RateBucket, Slot
 from deliveries.models.events import Attempt, Delivery, Event
 from deliveries.models.replays import Replay
 from deliveries.models.rollups import DeliveryRollup, RollupCursor, SchemaRollup
 
 __all__ = [
+    "Alert",
+    "AlertNotification",
+    "AlertRule",
     "Attempt",
     "Circuit",
     "Delivery",
