@@ -1,5 +1,6 @@
 """The circuit breaker: a destination whose calls fail again and again (5xx, timeouts, refused connections: 50 in
-a row, counted across workers) is set aside, "circuit open", with the reason and since when. No drain sends there
+a row, counted across workers, over at least 10 s so a busy stream's one-second blip does not count) is set
+aside, "circuit open", with the reason and since when. No drain sends there
 while it is open; the sweeper probes it with one delivery now and then (30 s, then twice as long each time up to
 10 minutes, probe.py) and the first delivery that gets through closes it: its whole backlog is due at once (the
 rate limit paces it), retries included.
@@ -15,16 +16,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from deliveries.models import Circuit, Delivery
 from integrations.models import Destination
 from integrations.vendors import Result
 
-FAILURES_TO_OPEN = 50
-FIRST_PROBE_SECONDS = 30.0
-PROBE_CAP_SECONDS = 600.0
+# The thresholds and the probes' timing are settings (CDPHUB_CIRCUIT_*): 50 failures over 10 s, probes from 30 s
+# to 10 min.
 KEPT_OPENINGS = timedelta(days=31)  # the longest retry deadline (30 days) and a margin
 # Not the destination's doing: a bug in cdphub, a worker that died. They neither open nor close a circuit.
 NOT_THE_DESTINATION = frozenset({"internal_error", "worker_lost"})
@@ -43,8 +45,9 @@ def verdict(result: Result) -> bool | None:
 
 
 def observe(destination: Destination, results: list[Result], now: datetime) -> None:
-    """Count these results into the destination's run of failures: open the circuit at FAILURES_TO_OPEN, close
-    it when one gets through. Runs inside record()'s write transaction; a healthy batch costs one read."""
+    """Count these results into the destination's run of failures: open the circuit at CIRCUIT_FAILURES (over
+    CIRCUIT_FAILING_SECONDS at least), close it when one gets through. Runs inside record()'s write transaction;
+    a healthy batch costs one read."""
     verdicts = [(v, r) for v, r in ((verdict(r), r) for r in results) if v is not None]
     if not verdicts:
         return
@@ -54,30 +57,42 @@ def observe(destination: Destination, results: list[Result], now: datetime) -> N
             break
         trailing += 1
     answered = trailing < len(verdicts)
+    if not trailing and not _troubled(destination.id):
+        return  # the usual case: all got through, nothing counted: no row lock taken
     circuit = _locked(destination.id, create=bool(trailing))
     if circuit is None:
         return
     fields: dict[str, Any] = {}
     if answered and circuit.is_open:
         fields |= _closing(circuit, now, "closed: a delivery got through")
-    failures = trailing if answered else circuit.failures + trailing
-    if failures != circuit.failures:
-        fields["failures"] = failures
-    if not circuit.is_open and not answered and failures >= FAILURES_TO_OPEN:
+    if answered:
+        failures, since = trailing, now if trailing else None
+    else:
+        failures, since = circuit.failures + trailing, (circuit.failing_since or now) if circuit.failures else now
+    if (failures, since) != (circuit.failures, circuit.failing_since):
+        fields |= {"failures": failures, "failing_since": since}
+    long_enough = since is not None and (now - since).total_seconds() >= settings.CIRCUIT_FAILING_SECONDS
+    if not circuit.is_open and not answered and failures >= settings.CIRCUIT_FAILURES and long_enough:
         last = verdicts[-1][1]
         what = f"{last.error_code}: {last.error_message}" if last.error_code else last.error_message
+        first = settings.CIRCUIT_PROBE_SECONDS
         fields |= {
             "opened_at": now,
-            "reason": f"{failures} calls in a row failed; the last: {what}"[:1000],
+            "reason": f"{failures} calls in a row failed over {_duration(now - since)}; the last: {what}"[:1000],
             "changed_at": now,
-            "probe_interval": FIRST_PROBE_SECONDS,
-            "next_probe_at": now + timedelta(seconds=FIRST_PROBE_SECONDS),
+            "probe_interval": first,
+            "next_probe_at": now + timedelta(seconds=first),
             "openings": [*_kept(circuit.openings, now), [now.isoformat(), None]],
         }
     if fields:
         Circuit.objects.filter(id=circuit.id).update(**fields)
     if answered and circuit.is_open:
         _backlog_due(destination.id, now)
+
+
+def _troubled(destination_id: int) -> bool:
+    failing = Q(failures__gt=0) | Q(opened_at__isnull=False)
+    return Circuit.objects.filter(failing, destination_id=destination_id).exists()
 
 
 def _locked(destination_id: int, create: bool) -> Circuit | None:
@@ -101,12 +116,18 @@ def _closing(circuit: Circuit, now: datetime, reason: str) -> dict[str, Any]:
     return {
         "opened_at": None,
         "failures": 0,
+        "failing_since": None,
         "reason": reason,
         "changed_at": now,
         "next_probe_at": None,
         "probe_interval": 0,
         "openings": openings,
     }
+
+
+def _duration(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _backlog_due(destination_id: int, now: datetime) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -80,7 +81,7 @@ def next_probe(destination_id: int) -> None:
     found = Circuit.objects.filter(destination_id=destination_id, opened_at__isnull=False).first()
     if found is None:
         return
-    interval = min(circuit.PROBE_CAP_SECONDS, max(circuit.FIRST_PROBE_SECONDS, found.probe_interval * 2))
+    interval = min(settings.CIRCUIT_PROBE_CAP_SECONDS, max(settings.CIRCUIT_PROBE_SECONDS, found.probe_interval * 2))
     Circuit.objects.filter(id=found.id, opened_at__isnull=False).update(
         probe_interval=interval, next_probe_at=now + timedelta(seconds=interval)
     )

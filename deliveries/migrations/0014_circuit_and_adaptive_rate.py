@@ -1,5 +1,5 @@
 """Adaptive rate limits (the rate a destination runs at now, why and since when, on its RateBucket) and the
-circuit breaker (Circuit: failures in a row, open since, why, the next probe)."""
+circuit breaker (Circuit: failures in a row and since when, open since, why, the next probe)."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -43,6 +43,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('failures', models.PositiveIntegerField(default=0, help_text='Retryable failures in a row, across workers')),
+                ('failing_since', models.DateTimeField(blank=True, help_text='The first failure of that run', null=True)),
                 ('opened_at', models.DateTimeField(blank=True, help_text='Open since; blank: closed', null=True)),
                 ('reason', models.TextField(blank=True, help_text='Why it opened, or how it was closed')),
                 ('changed_at', models.DateTimeField(blank=True, null=True)),

@@ -46,6 +46,7 @@ class Circuit(models.Model):
 
     destination = models.OneToOneField(Destination, on_delete=models.CASCADE, related_name="circuit")
     failures = models.PositiveIntegerField(default=0, help_text="Retryable failures in a row, across workers")
+    failing_since = models.DateTimeField(null=True, blank=True, help_text="The first failure of that run")
     opened_at = models.DateTimeField(null=True, blank=True, help_text="Open since; blank: closed")
     reason = models.TextField(blank=True, help_text="Why it opened, or how it was closed")
     changed_at = models.DateTimeField(null=True, blank=True)

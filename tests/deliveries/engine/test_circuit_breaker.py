@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import requests
 import responses
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from deliveries.engine import circuit, probe
+from deliveries.engine import probe
 from deliveries.engine.drain import drain
 from deliveries.engine.record import record
 from deliveries.engine.send import Sent
@@ -29,6 +31,12 @@ URL = "https://hooks.example.com/in"
 OTHER_URL = "https://other.example.com/in"
 
 
+@pytest.fixture(autouse=True)
+def failing_at_once(settings):
+    """50 failures in a row open the circuit however fast they came (the 10 s minimum has its own test)."""
+    settings.CIRCUIT_FAILING_SECONDS = 0
+
+
 def backlog(destination: Destination, source, count: int) -> list[Delivery]:
     return [make_delivery(destination, make_event(source)) for _ in range(count)]
 
@@ -39,11 +47,11 @@ def circuit_of(destination: Destination) -> Circuit:
 
 def trip(destination: Destination, source, waiting: int = 10) -> list[Delivery]:
     """Fail 50 sends in a row with 503 so the circuit opens; `waiting` more deliveries are left untouched."""
-    made = backlog(destination, source, circuit.FAILURES_TO_OPEN + waiting)
+    made = backlog(destination, source, settings.CIRCUIT_FAILURES + waiting)
     with responses.RequestsMock() as mock:
         mock.post(URL, status=503, body="upstream down")
         kick(destination.id)
-        assert len(mock.calls) == circuit.FAILURES_TO_OPEN
+        assert len(mock.calls) == settings.CIRCUIT_FAILURES
     return made
 
 
@@ -64,7 +72,7 @@ def test_fifty_failures_in_a_row_open_the_circuit_and_stop_every_send(db, destin
     state = circuit_of(destination)
     assert state.is_open
     assert state.failures == 50
-    assert state.reason == "50 calls in a row failed; the last: http_503: HTTP 503: upstream down"
+    assert state.reason == "50 calls in a row failed over 0 s; the last: http_503: HTTP 503: upstream down"
     assert timezone.now() - state.opened_at < timedelta(seconds=10)
     assert state.next_probe_at - state.opened_at == timedelta(seconds=30)
     # Nothing is lost: the failed ones wait for a retry, the rest were never tried.
@@ -101,6 +109,29 @@ def test_failures_are_counted_across_drains_and_an_answer_starts_the_count_again
     send([down])
     assert circuit_of(destination).is_open
     assert circuit_of(destination).reason.endswith("connection_error: Connection failed: refused")
+
+
+def test_a_short_burst_of_failures_does_not_open_the_circuit_a_run_of_ten_seconds_does(
+    db, destination, source, settings
+):
+    """A busy stream to a receiver that blinks for a second fails 50 calls fast: that is no outage."""
+    settings.CIRCUIT_FAILING_SECONDS = 10
+    backlog(destination, source, 55)
+    with responses.RequestsMock() as mock:
+        mock.post(URL, status=503, body="upstream down")
+        kick(destination.id)
+    state = circuit_of(destination)
+    assert (state.failures, state.is_open) == (55, False)  # the 5 more were sent too: nothing stopped
+    assert timezone.now() - state.failing_since < timedelta(seconds=10)
+
+    Circuit.objects.filter(destination=destination).update(failing_since=timezone.now() - timedelta(seconds=11))
+    with responses.RequestsMock() as mock:
+        mock.post(URL, status=503, body="upstream down")
+        backlog(destination, source, 1)
+        kick(destination.id)
+    state = circuit_of(destination)
+    assert state.is_open
+    assert state.reason.startswith("56 calls in a row failed over 11 s; the last: http_503")
 
 
 def test_a_probe_that_gets_through_closes_the_circuit_and_the_backlog_is_delivered(db, destination, source):
@@ -217,7 +248,7 @@ def test_event_delivery_shows_the_open_circuit_and_closes_it_by_hand(admin_clien
 
     html = admin_client.get(page).content.decode()
     assert '<span class="ed-state ed-state-circuit-open">Circuit open</span>' in html
-    assert "50 calls in a row failed; the last: http_503: HTTP 503: upstream down" in html
+    assert "50 calls in a row failed over 0 s; the last: http_503: HTTP 503: upstream down" in html
     assert f"since {timezone.localtime(circuit_of(destination).opened_at):%Y-%m-%d %H:%M:%S}" in html
     assert "Close circuit and resume now" in html
     assert "cut to 500/s after HTTP 503 Service Unavailable" in html  # the adaptive rate, beside it
