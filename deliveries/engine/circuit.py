@@ -1,9 +1,9 @@
 """The circuit breaker: a destination whose calls fail again and again (5xx, timeouts, refused connections: 50 in
 a row, counted across workers, over at least 10 s so a busy stream's one-second blip does not count) is set
-aside, "circuit open", with the reason and since when. No drain sends there
-while it is open; the sweeper probes it with one delivery now and then (30 s, then twice as long each time up to
-10 minutes, probe.py) and the first delivery that gets through closes it: its whole backlog is due at once (the
-rate limit paces it), retries included.
+aside, "circuit open", with the reason and since when. No drain sends there while it is open; the sweeper probes
+it with one delivery now and then (30 s, then twice as long each time up to 10 minutes, probe.py) and the first
+delivery that gets through closes it: its whole backlog is due at once (the rate limit paces it), retries
+included.
 
 Nothing it holds is lost: its deliveries stay pending or retrying, untouched. Nor do they fail for the wait: the
 retry deadline counts only time the circuit was closed (held_seconds()), so each event still gets its hours of
