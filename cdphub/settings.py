@@ -182,6 +182,13 @@ DELIVERY_QUEUE_LEASE = float(os.environ.get("CDPHUB_QUEUE_LEASE_SECONDS", "60"))
 DELIVERY_SWEEP_SECONDS = float(os.environ.get("CDPHUB_SWEEP_SECONDS", "2"))
 # A drain that ran out of work waits this long for more before handing its process back (0: never).
 DELIVERY_LINGER_SECONDS = float(os.environ.get("CDPHUB_LINGER_SECONDS", "0.5"))
+# The circuit breaker (deliveries/engine/circuit.py): a destination whose calls failed this many times in a row,
+# for at least this long, is set aside and probed, first after CIRCUIT_PROBE_SECONDS, then twice as long each
+# time up to the cap.
+CIRCUIT_FAILURES = int(os.environ.get("CDPHUB_CIRCUIT_FAILURES", "50"))
+CIRCUIT_FAILING_SECONDS = float(os.environ.get("CDPHUB_CIRCUIT_FAILING_SECONDS", "10"))
+CIRCUIT_PROBE_SECONDS = float(os.environ.get("CDPHUB_CIRCUIT_PROBE_SECONDS", "30"))
+CIRCUIT_PROBE_CAP_SECONDS = float(os.environ.get("CDPHUB_CIRCUIT_PROBE_CAP_SECONDS", "600"))
 
 # Alerts (deliveries/engine/alerts/): rules are evaluated by the sweeper at most this often, and told by email
 # (Django's SMTP backend) and/or a webhook signed like the webhook vendor's. Each rule may name its own recipients,

@@ -114,6 +114,7 @@ class DestinationSerializer(StrictModelSerializer):
             "mapping",
             "filter",
             "consent_categories",
+            "rate_mode",
             "rate_limit",
             "rate_period",
             "concurrency",

@@ -1,6 +1,7 @@
 """The drain task: send one destination's due deliveries for a few seconds in one of its concurrency slots, then
 hand the slot back. A drain that runs out of work waits a moment for more (a steady stream then needs no task per
-event)."""
+event). A drain stops as soon as the destination's circuit opens (circuit.py): only the sweeper's probe sends
+there then."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import timedelta
 
 from django_q.conf import Conf
 
+from deliveries.engine import circuit
 from deliveries.engine.claim import claim_within_rate, has_due_work, lease_for, release, renew
 from deliveries.engine.rate import hold, return_tokens
 from deliveries.engine.record import record
@@ -39,6 +41,8 @@ def drain(destination_id: int, slot_id: int, token: str) -> str:
     try:
         if not destination.enabled or destination.paused:
             return "paused"
+        if circuit.is_open(destination_id):
+            return "circuit open"
         sent, out_of_time = _drain(destination, timing, stop_at)
     finally:
         release_slot(
@@ -57,6 +61,8 @@ def _drain(destination: Destination, timing: Timing, stop_at: float) -> tuple[in
     lease = lease_for(destination, vendor, timing)
     sent = 0
     while time.monotonic() < stop_at:
+        if sent and circuit.is_open(destination.id):
+            return sent, False  # opened meanwhile (here or in another worker): the rest waits for the probe
         claimed, wait = claim_within_rate(destination, max(CLAIM_LIMIT, batch_size), lease, batch_size)
         if claimed:
             sent += _send_claimed(destination, vendor, build_error, claimed, batch_size, lease, timing, stop_at)
@@ -131,7 +137,10 @@ def _send_claimed(
             return sent
         if len(unrecorded) >= RECORD_EVERY or time.monotonic() - recorded_at >= RECORD_SECONDS:
             record(destination, unrecorded, timing)
+            opened = circuit.tripped(destination.id, [s.result for s in unrecorded])
             unrecorded, recorded_at = [], time.monotonic()
+            if opened:
+                break  # the circuit opened: what is left goes back untouched for the probe to try
     record(destination, unrecorded, timing)
     if done < len(groups):
         return_tokens(destination, len(groups) - done)

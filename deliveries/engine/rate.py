@@ -1,4 +1,5 @@
-"""The rate limit: a token bucket row per destination, shared by all workers; a vendor's "slow down" empties it."""
+"""The rate limit: a token bucket row per destination, shared by all workers; a vendor's "slow down" empties it.
+In adaptive mode (adaptive.py) the bucket refills at the rate the destination runs at now, a share of its limit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.db.models import F
 from django.db.models.functions import Least
 from django.utils import timezone
 
+from deliveries.engine import adaptive
 from deliveries.models import RateBucket
 from integrations.models import Destination
 from integrations.vendors import DeliveryError
@@ -46,9 +48,12 @@ def take_tokens(destination: Destination, want: int) -> tuple[int, float]:
                     bucket = RateBucket.objects.create(destination=destination, tokens=capacity, refilled_at=now)
             except IntegrityError:
                 bucket = query.get()
+        share, changes = adaptive.level(destination, bucket, now)
+        if share < 1:
+            capacity, per_second = max(1.0, capacity * share), per_second * share
         tokens = min(capacity, bucket.tokens + (now - bucket.refilled_at).total_seconds() * per_second)
         granted = max(0, min(want, int(tokens)))  # negative while a vendor has the destination on hold
-        RateBucket.objects.filter(id=bucket.id).update(tokens=tokens - granted, refilled_at=now)
+        RateBucket.objects.filter(id=bucket.id).update(tokens=tokens - granted, refilled_at=now, **changes)
     wait = 0.0 if granted == want else (1 - (tokens - granted)) / per_second
     return granted, wait
 
@@ -57,7 +62,11 @@ def hold(destination: Destination, seconds: float) -> None:
     """Empty the destination's bucket for `seconds`: the vendor said to slow down (429, 606, a quota), so no
     worker sends there until then."""
     now = timezone.now()
-    tokens = -seconds * bucket_shape(destination)[1]
+    rate = RateBucket.objects.filter(destination=destination).values_list("rate", flat=True).first()
+    per_second = bucket_shape(destination)[1]
+    if rate is not None and destination.adaptive:  # the bucket refills at the adaptive rate: hold as long in it
+        per_second *= min(1.0, rate / adaptive.ceiling_of(destination)[0])
+    tokens = -seconds * per_second
     if not RateBucket.objects.filter(destination=destination).update(tokens=tokens, refilled_at=now):
         try:
             with transaction.atomic():

@@ -1,5 +1,6 @@
 """Record what a send did: one Attempt per try, the delivery moved on (delivered, retrying or failed), the outcome
-counted in the rollups and the destination's last error or delivery noted, in one write transaction."""
+counted in the rollups, the destination's last error or delivery noted, and its adaptive rate and circuit breaker
+told (adaptive.py, circuit.py), in one write transaction."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from deliveries.engine import rollups
+from deliveries.engine import adaptive, circuit, rollups
 from deliveries.engine.claim import still_held
 from deliveries.engine.send import Sent
 from deliveries.engine.timing import Timing, backoff
@@ -43,6 +44,7 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
     if not sent:
         return 0
     now = timezone.now()
+    held_open = circuit.held_seconds(destination.id, now)
     changes: list[tuple[Delivery, dict, Attempt]] = []
     for item in sent:
         delivery, result = item.delivery, item.result
@@ -60,7 +62,11 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
                 delay = min(result.retry_after, 26 * 3600.0) + random.uniform(0, 60)
             else:
                 delay = backoff(max(attempts, 1), result.retry_after, timing)
-            deadline = (delivery.retry_from or delivery.event.received_at) + destination.retry_deadline
+            since = delivery.retry_from or delivery.event.received_at
+            deadline = since + destination.retry_deadline
+            if now + timedelta(seconds=delay) > deadline and not result.defer:
+                # Time spent behind an open circuit does not count: the deadline moves on by that much.
+                deadline += timedelta(seconds=held_open(since))
             if delivery.is_test:
                 outcome, message = "failed", message + " (test sends are not retried)"
             elif now + timedelta(seconds=delay) > deadline and not result.defer:
@@ -130,6 +136,9 @@ def record(destination: Destination, sent: list[Sent], timing: Timing) -> int:
             )
         if update:
             Destination.objects.filter(id=destination.id).update(**update)
+        results = [item.result for item in sent if item.delivery.id in held]
+        adaptive.observe(destination, results, now)
+        circuit.observe(destination, results, now)
     return len(recorded)
 
 

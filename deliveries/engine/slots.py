@@ -1,5 +1,6 @@
 """Concurrency slots and kicks: a drain task holds one of its destination's slots (a Slot row) while it sends, so
-the limit holds across all workers and machines; a kick queues a drain when a slot is free."""
+the limit holds across all workers and machines; a kick queues a drain when a slot is free (and the destination's
+circuit is closed: circuit.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
+from deliveries.engine import circuit
 from deliveries.engine.timing import Timing
 from deliveries.models import Slot
 from integrations.models import Destination
@@ -32,8 +34,9 @@ def kick(destination_id: int, *, fill: bool = False) -> int:
     new work), a conditional update and an enqueue per drain started otherwise.
     """
     fields = ("id", "enabled", "paused", "vendor", "concurrency")
-    destination = Destination.objects.filter(id=destination_id).only(*fields).first()
-    if destination is None or not destination.enabled or destination.paused:
+    found = Destination.objects.filter(id=destination_id).only(*fields)
+    destination = found.annotate(circuit_opened_at=F("circuit__opened_at")).first()
+    if destination is None or not destination.enabled or destination.paused or destination.circuit_opened_at:
         return 0
     # Never every process of a cluster for one destination: a slow one must leave a process for the others.
     wanted = destination.concurrency or destination.vendor_class.default_concurrency
@@ -70,7 +73,10 @@ def kick_on_commit(destination_ids: Iterable[int]) -> None:
 
 
 def kick_resumed(sender: Any, destination_ids: list[int], **kwargs: Any) -> None:
-    """integrations' destinations_resumed signal: send what waited for resumed destinations now."""
+    """integrations' destinations_resumed signal: send what waited for resumed destinations now, closing their
+    circuits if open (a person said resume: circuit.py)."""
+    for destination_id in destination_ids:
+        circuit.close(destination_id, "closed by hand: delivery resumed in the admin")
     kick_on_commit(destination_ids)
 
 

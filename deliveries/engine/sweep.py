@@ -1,7 +1,6 @@
 """The sweeper (every few seconds, in `manage.py worker`): count the attempts of workers that died (expired
-leases), queue due work, fold a chunk of events into the Schema page's counts, and evaluate alerts (engine/alerts/,
-at most every ALERT_EVALUATE_SECONDS). And Retry now, which makes
-deliveries due at once."""
+leases), queue due work, probe open circuits, fold a chunk of events into the Schema page's counts, and evaluate
+alerts (engine/alerts/, at most every ALERT_EVALUATE_SECONDS). And Retry now, which makes deliveries due at once."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.engine import alerts, schema_fold
+from deliveries.engine.probe import probe_due
 from deliveries.engine.record import record
 from deliveries.engine.send import Sent
 from deliveries.engine.slots import kick, kick_on_commit
@@ -36,9 +36,17 @@ def sweep() -> dict[str, int]:
         .distinct()
     )
     kicked = sum(kick(destination_id, fill=True) for destination_id in due)
+    probed = probe_due(now)  # open circuits (circuit.py): one delivery now and then
     folded = schema_fold.fold(seconds=0.5)  # the Schema page's counts, a time-boxed chunk per sweep
     alerted = alerts.run()  # at most every ALERT_EVALUATE_SECONDS; never raises
-    return {"expired": expired, "destinations": len(due), "kicked": kicked, "folded": folded, **alerted}
+    return {
+        "expired": expired,
+        "destinations": len(due),
+        "kicked": kicked,
+        "probed": probed,
+        "folded": folded,
+        **alerted,
+    }
 
 
 def expire_leases(now: datetime, timing: Timing) -> int:

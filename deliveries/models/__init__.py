@@ -1,7 +1,7 @@
 """deliveries' models, one module per idea; imported here so that `from deliveries.models import X` works."""
 
 from deliveries.models.alerts import Alert, AlertNotification, AlertRule
-from deliveries.models.engine import RateBucket, Slot
+from deliveries.models.engine import Circuit, RateBucket, Slot
 from deliveries.models.events import Attempt, Delivery, Event
 from deliveries.models.replays import Replay
 from deliveries.models.rollups import DeliveryHourRollup, DeliveryRollup, RollupCursor, SchemaRollup
@@ -11,6 +11,7 @@ __all__ = [
     "AlertNotification",
     "AlertRule",
     "Attempt",
+    "Circuit",
     "Delivery",
     "DeliveryHourRollup",
     "DeliveryRollup",

@@ -1,4 +1,5 @@
-"""The delivery engine's shared state across workers: concurrency slots and rate-limit buckets."""
+"""The delivery engine's shared state across workers: concurrency slots, rate-limit buckets (with the adaptive
+rate and why it is there) and each destination's circuit breaker."""
 
 from __future__ import annotations
 
@@ -23,11 +24,43 @@ class Slot(models.Model):
 
 
 class RateBucket(models.Model):
-    """The token bucket of a destination's rate limit, shared by all workers."""
+    """The token bucket of a destination's rate limit, shared by all workers; in adaptive mode also the rate
+    it runs at now (below the destination's limit after the vendor struggled), why, and since when."""
 
     destination = models.OneToOneField(Destination, on_delete=models.CASCADE, related_name="rate_bucket")
     tokens = models.FloatField(default=0)
     refilled_at = models.DateTimeField()
+    rate = models.FloatField(null=True, blank=True, help_text="Requests per second now; blank: the full limit")
+    rate_reason = models.CharField(max_length=300, blank=True)
+    rate_changed_at = models.DateTimeField(null=True, blank=True)
+    cut_at = models.DateTimeField(null=True, blank=True, help_text="The last cut: no second one right after it")
+    slowed_at = models.DateTimeField(null=True, blank=True, help_text="The vendor's last 429, 5xx or timeout")
 
     def __str__(self) -> str:
         return f"rate bucket of destination {self.destination_id}"
+
+
+class Circuit(models.Model):
+    """A destination's circuit breaker, shared by all workers: open after many calls in a row failed (nothing
+    is sent there but a probe now and then), closed again when a probe gets through."""
+
+    destination = models.OneToOneField(Destination, on_delete=models.CASCADE, related_name="circuit")
+    failures = models.PositiveIntegerField(default=0, help_text="Retryable failures in a row, across workers")
+    failing_since = models.DateTimeField(null=True, blank=True, help_text="The first failure of that run")
+    opened_at = models.DateTimeField(null=True, blank=True, help_text="Open since; blank: closed")
+    reason = models.TextField(blank=True, help_text="Why it opened, or how it was closed")
+    changed_at = models.DateTimeField(null=True, blank=True)
+    next_probe_at = models.DateTimeField(null=True, blank=True)
+    probe_interval = models.FloatField(default=0, help_text="Seconds between probes now (doubles up to a cap)")
+    # [[opened, closed or null], …] ISO times of recent openings: the retry deadline does not count them.
+    openings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["opened_at", "next_probe_at"], name="circuit_probe_due")]
+
+    def __str__(self) -> str:
+        return f"circuit of destination {self.destination_id} ({'open' if self.is_open else 'closed'})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None

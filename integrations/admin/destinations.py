@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import OuterRef, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from django.urls import reverse
@@ -123,6 +123,9 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
                 delivered_24h=count_of(recent.filter(status=DELIVERY_STATUS.DELIVERED)),
                 failed_24h=count_of(recent.filter(status=DELIVERY_STATUS.FAILED)),
                 queued=count_of(deliveries.filter(status__in=DELIVERY_MODEL.WAITING)),
+                # The engine's circuit breaker, read by its relation (deliveries.Circuit): open since, and why.
+                circuit_opened_at=F("circuit__opened_at"),
+                circuit_reason=F("circuit__reason"),
             )
             .prefetch_related("sources")
         )
@@ -166,9 +169,10 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
             (
                 "Limits and retries",
                 {
-                    "fields": [("rate_limit", "rate_period"), "concurrency", "timeout", "retry_deadline"],
+                    "fields": ["rate_mode", ("rate_limit", "rate_period"), "concurrency", "timeout", "retry_deadline"],
                     "classes": ["collapse"],
-                    "description": "Blank limits use the vendor's defaults.",
+                    "description": "Blank limits use the vendor's defaults. Adaptive: the rate limit is the most "
+                    "sent; Event Delivery shows the rate now and why.",
                 },
             ),
         ]
@@ -210,12 +214,19 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
             state, title = "disabled", "Events are not routed here."
         elif destination.paused:
             state, title = "paused", "Events are routed and kept; they are sent once you resume delivery."
+        elif getattr(destination, "circuit_opened_at", None):
+            state = "circuit open"
+            title = (
+                f"Paused automatically since {timezone.localtime(destination.circuit_opened_at):%Y-%m-%d %H:%M:%S}: "
+                f"{destination.circuit_reason} Probed now and then; Resume delivery sends the backlog now."
+            )
         elif destination.misconfigured:
             state = "misconfigured"
             title = "Every delivery fails until the settings are fixed. " + destination.last_error_hint
         else:
             state, title = "enabled", "Events are delivered as they arrive."
-        badge = format_html('<span class="state state-{}" title="{}">{}</span>', state, title, state.capitalize())
+        css = state.replace(" ", "-")
+        badge = format_html('<span class="state state-{}" title="{}">{}</span>', css, title, state.capitalize())
         queued = getattr(destination, "queued", 0)
         if queued and destination.enabled:
             url = deliveries_url(destination)
@@ -318,9 +329,11 @@ class DestinationAdmin(ChangePageContext, CountedDeletes, admin.ModelAdmin):
             )
 
     def _switch_paused(self, queryset: QuerySet[Destination], paused: bool) -> list[Destination]:
-        """Pause or resume the selected destinations that are not so already; return those."""
+        """Pause or resume the selected destinations that are not so already; return those. Resuming also takes
+        those whose circuit the engine opened: the signal closes it."""
         # Fresh rows: the changelist's queryset carries the activity counts, not needed here.
-        chosen = Destination.objects.filter(pk__in=list(queryset.values_list("pk", flat=True)), paused=not paused)
+        held = Q(paused=True) | Q(circuit__opened_at__isnull=False) if not paused else Q(paused=False)
+        chosen = Destination.objects.filter(held, pk__in=list(queryset.values_list("pk", flat=True)))
         changed = list(chosen.only("pk", "name", "enabled"))
         Destination.objects.filter(pk__in=[d.pk for d in changed]).update(paused=paused, updated_at=timezone.now())
         return changed

@@ -111,6 +111,7 @@ class DestinationForm(FunctionInputs, forms.ModelForm):
             "insert_function",
             "filter",
             "consent_categories",
+            "rate_mode",
             "rate_limit",
             "rate_period",
             "concurrency",
@@ -130,6 +131,9 @@ class DestinationForm(FunctionInputs, forms.ModelForm):
         if "credentials" in self.fields:
             self.fields["credentials"].widget.stored = self.instance.credentials if self.instance.pk else {}
         self.set_up_functions()
+        if "rate_mode" in self.fields:  # a form posted without it (an older page, a script) keeps what is stored
+            self.fields["rate_mode"].required = False
+            self.fields["rate_mode"].choices = Destination.RateMode.choices
         if "config" in self.fields:
             self.fields["config"].help_text = vendor_help(describe_config)
         if "mapping" in self.fields:
@@ -142,6 +146,9 @@ class DestinationForm(FunctionInputs, forms.ModelForm):
                 vendor_help(describe_mapping, shown),
                 vendor_presets(shown),
             )
+
+    def clean_rate_mode(self) -> str:
+        return self.cleaned_data.get("rate_mode") or self.instance.rate_mode or Destination.RateMode.ADAPTIVE
 
     def clean_credentials(self) -> Any:
         """Merge what was typed into what is stored: blank keeps a value, "Remove" drops an optional one."""

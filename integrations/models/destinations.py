@@ -94,8 +94,23 @@ class Destination(models.Model):
     )
     insert_settings = models.JSONField(default=dict, blank=True, help_text="The insert function's plain settings")
     insert_secrets = EncryptedJSONField(help_text="The insert function's sensitive settings, stored encrypted.")
+
+    class RateMode(models.TextChoices):
+        ADAPTIVE = "adaptive", "adaptive: start at the limit, slow down when the vendor struggles"
+        FIXED = "fixed", "fixed: always the limit"
+
+    rate_mode = models.CharField(
+        max_length=10,
+        choices=RateMode.choices,
+        default=RateMode.ADAPTIVE,
+        help_text="Adaptive halves the rate on 429, 5xx and timeouts and creeps back up to the limit once the "
+        "vendor is quiet; fixed always sends at the limit (a vendor's Retry-After is honoured either way).",
+    )
     rate_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Most requests per rate period (blank: the vendor's default)"
+        null=True,
+        blank=True,
+        help_text="Most requests per rate period: the fixed limit, or the adaptive ceiling (blank: the vendor's "
+        "default)",
     )
     rate_period = models.FloatField(null=True, blank=True, help_text="Seconds (blank: the vendor's default)")
     concurrency = models.PositiveSmallIntegerField(
@@ -143,6 +158,7 @@ class Destination(models.Model):
         if self.vendor == "function" and not locked and not any(p.startswith("config") for p in problems):
             function = DatabaseState().function((self.config or {}).get("function"), "destination")
             problems += vendor.settings_problems(function, self.config, self.credentials)
+        problems += self.rate_problems()
         for name in ("timeout", "rate_period"):
             value = getattr(self, name)
             if isinstance(value, int | float) and value <= 0:
@@ -156,6 +172,19 @@ class Destination(models.Model):
                 name = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0]
                 errors.setdefault(name if name in fields else NON_FIELD_ERRORS, []).append(problem)
             raise ValidationError(errors)
+
+    def rate_problems(self) -> list[str]:
+        """A limit above the vendor's documented one (Marketo's 100 calls per 20 s) would only earn refusals."""
+        ceiling = getattr(vendors.VENDORS.get(self.vendor), "rate_ceiling", None)
+        if ceiling is None or not self.rate_limit or (self.rate_period is not None and self.rate_period <= 0):
+            return []
+        period = self.rate_period or self.vendor_class.default_rate_limit[1]
+        if self.rate_limit / period <= ceiling[0] / ceiling[1]:
+            return []
+        return [
+            f"rate_limit: {self.vendor_class.label} allows at most {ceiling[0]} requests per {ceiling[1]:g} s "
+            f"(its documented limit); {self.rate_limit} per {period:g} s is more"
+        ]
 
     def insert_problems(self) -> list[str]:
         """The insert function's kind and settings, checked against what its code declares."""
@@ -186,13 +215,18 @@ class Destination(models.Model):
         return failed is not None and (delivered is None or failed > delivered)
 
     def limits(self) -> tuple[int, float, int]:
-        """Return (requests, per seconds, concurrency), this destination's or the vendor's defaults."""
+        """Return (requests, per seconds, concurrency), this destination's or the vendor's defaults; never above
+        the vendor's documented ceiling. In adaptive mode the rate is the most the engine goes up to."""
         requests, period = self.vendor_class.default_rate_limit
-        return (
-            self.rate_limit or requests,
-            self.rate_period or period,
-            self.concurrency or self.vendor_class.default_concurrency,
-        )
+        requests, period = self.rate_limit or requests, self.rate_period or period
+        ceiling = self.vendor_class.rate_ceiling
+        if ceiling is not None and requests / period > ceiling[0] / ceiling[1]:
+            requests, period = ceiling
+        return requests, period, self.concurrency or self.vendor_class.default_concurrency
+
+    @property
+    def adaptive(self) -> bool:
+        return self.rate_mode == self.RateMode.ADAPTIVE
 
     def build_vendor(self) -> Vendor:
         """The vendor with this destination's settings and the hub's shared state (tokens, locks); raises

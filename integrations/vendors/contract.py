@@ -47,7 +47,10 @@ class Vendor:
     # Error codes that mean the destination's settings are wrong: every delivery fails until someone fixes
     # them, so the admin shows the destination as misconfigured (with the hint) rather than as failing.
     setup_errors: ClassVar[frozenset[str]] = frozenset({"invalid_settings", "invalid_url", "private_address"})
-    default_rate_limit: ClassVar[tuple[int, float]] = (50, 1.0)  # requests per seconds
+    # Requests per seconds: the fixed limit, or the ceiling an adaptive limit starts at and never passes.
+    default_rate_limit: ClassVar[tuple[int, float]] = (50, 1.0)
+    # The vendor's documented hard limit, where it has one: no destination's setting goes above it.
+    rate_ceiling: ClassVar[tuple[int, float] | None] = None
     default_concurrency: ClassVar[int] = 4
     # What sending an event again does there beyond the data (an SFMC journey admits the contact once more), as
     # the end of a sentence; replays of such a destination ask the marketer to confirm. Empty: nothing.

@@ -76,7 +76,8 @@ class Webhook(Vendor):
     label = "Webhook"
     config_class = WebhookConfig
     credentials_class = WebhookCredentials
-    default_rate_limit = (100, 1.0)
+    # Adaptive by default: start at 1000/s and slow down only when the receiver answers 429, 5xx or times out.
+    default_rate_limit = (1000, 1.0)
     setup_errors = Vendor.setup_errors | {"http_401", "http_403"}
 
     def __init__(self, config: dict[str, Any], credentials: dict[str, Any], *args: Any, **kwargs: Any) -> None:

@@ -32,6 +32,7 @@ DESTINATION_KEYS = (
     "filter",
     "mapping",
     "consent_categories",
+    "rate_mode",
     "rate_limit",
     "rate_period",
     "concurrency",
@@ -84,6 +85,9 @@ def _destination_plan(index: int, spec: Any, known_sources: set[str], problems: 
         if name in spec and not (_is_number(spec[name]) or (name in NUMBER_OR_NULL and spec[name] is None)):
             bad.add(name)
             found.append(f"{where}.{name}: must be a number of seconds{' or null' if name in NUMBER_OR_NULL else ''}")
+    if "rate_mode" in spec and spec["rate_mode"] not in Destination.RateMode.values:
+        bad.add("rate_mode")
+        found.append(f"{where}.rate_mode: must be {' or '.join(map(repr, Destination.RateMode.values))}")
     existing = Destination.objects.filter(slug=slug).first() if isinstance(slug, str) else None
     vendor = spec.get("vendor")
     if "vendor" in spec and vendor not in VENDORS:
@@ -229,6 +233,7 @@ def exported_destinations() -> list[dict[str, Any]]:
             "filter": d.filter,
             "mapping": d.mapping,
             "consent_categories": d.consent_categories,
+            "rate_mode": d.rate_mode,
             "rate_limit": d.rate_limit,
             "rate_period": d.rate_period,
             "concurrency": d.concurrency,

@@ -24,6 +24,7 @@ from django.utils.http import urlencode
 from deliveries.engine.sweep import retry_now
 from deliveries.models import Attempt, Delivery
 from deliveries.pages.base import check_permission, optional_url, page_context, window_of
+from deliveries.pages.event_delivery import health
 from deliveries.pages.event_delivery.numbers import (
     DEFAULT_WINDOW,
     INDEX_WINDOWS,
@@ -73,6 +74,7 @@ def urls(model_admin: Any) -> list[URLPattern]:
             wrap(lambda r, destination_id: retry_view(r, destination_id)),
             name="deliveries_delivery_event_delivery_retry",
         ),
+        *health.urls(model_admin),
     ]
 
 
@@ -101,12 +103,20 @@ def index_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     destinations = list(
         Destination.objects.only(
-            "id", "name", "vendor", "enabled", "paused", "last_error_code", "last_error_at", "last_delivered_at"
+            "id",
+            "name",
+            "enabled",
+            "paused",
+            "last_error_code",
+            "last_error_at",
+            "last_delivered_at",
+            *health.LIMIT_FIELDS,
         ).order_by("name")
     )
     ids = [d.pk for d in destinations]
     buckets = rollup_buckets(ids, window, now, chart=False)
     current = current_counts(ids)
+    rates = health.health_of(destinations, now)
     rows = []
     for destination in destinations:
         state, _ = state_of(destination)
@@ -116,6 +126,7 @@ def index_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
                 "state": state,
                 "summary": summarise(buckets[destination.pk]),
                 "backlog": sum(current[destination.pk].values()),
+                "health": rates[destination.pk],
                 "url": reverse("admin:deliveries_delivery_event_delivery", args=[destination.pk])
                 + f"?window={window.key}",
             }
@@ -208,6 +219,7 @@ def destination_view(model_admin: Any, request: HttpRequest, destination_id: int
         "retrying_url": deliveries_url + "&status__exact=retrying",
         "pending_url": deliveries_url + "&status__exact=pending",
         "filtered_url": deliveries_url + "&status__exact=filtered",
+        **health.panel_context(destination, request),
     }
     return TemplateResponse(request, "admin/deliveries/event_delivery/destination.html", context)
 

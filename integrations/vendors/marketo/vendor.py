@@ -99,6 +99,7 @@ class Marketo(MarketoRest):
     max_batch = 300  # records per lead or activity call (§2.7)
     calls_per_batch = 3  # a lead lookup, an upsert, the activities
     default_rate_limit = (45, 20.0)  # Marketo asks each integration to stay under 50 of the instance's 100 per 20 s
+    rate_ceiling = (100, 20.0)  # the instance's documented limit (606 beyond it), shared by every integration
     default_concurrency = 5  # of the instance's 10 calls in flight, as Marketo recommends
     setup_errors = MarketoRest.setup_errors | {
         "invalid_credentials",
