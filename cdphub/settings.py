@@ -183,6 +183,40 @@ DELIVERY_SWEEP_SECONDS = float(os.environ.get("CDPHUB_SWEEP_SECONDS", "2"))
 # A drain that ran out of work waits this long for more before handing its process back (0: never).
 DELIVERY_LINGER_SECONDS = float(os.environ.get("CDPHUB_LINGER_SECONDS", "0.5"))
 
+# Retention (deliveries/engine/purge.py): the days each kind of row is kept; a superuser can override each in the
+# admin (Retention policy). Exchange bodies: an attempt's HTTP request and response bodies, kept as a summary
+# (method, URL, status, duration, sizes) after that. Test sends: the Event Tester's events and deliveries.
+RETENTION_DEFAULT_DAYS = {
+    "events": 30,
+    "deliveries": 30,
+    "exchange_bodies": 14,
+    "test_sends": 1,
+    "rejected_events": 7,
+    "minute_rollups": 3,
+    "hourly_rollups": 400,
+}
+
+
+def retention_days(name: str, default: int) -> int:
+    """CDPHUB_RETENTION_<NAME>_DAYS: a whole number of days, at least 1 (nothing is kept for less than a day)."""
+    variable = f"CDPHUB_RETENTION_{name.upper()}_DAYS"
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{variable} must be a whole number of days, at least 1 (it is {raw!r}).")
+    return int(raw)
+
+
+RETENTION_DAYS = {name: retention_days(name, days) for name, days in RETENTION_DEFAULT_DAYS.items()}
+# The sweeper purges at most this often, for at most this long each time; no purge transaction holds the
+# database's write lock longer than RETENTION_CHUNK_MS (the chunk size adapts to it).
+RETENTION_PURGE_EVERY_SECONDS = float(os.environ.get("CDPHUB_RETENTION_PURGE_EVERY_SECONDS", "60"))
+RETENTION_PURGE_BUDGET_SECONDS = float(os.environ.get("CDPHUB_RETENTION_PURGE_BUDGET_SECONDS", "0.5"))
+RETENTION_CHUNK_MS = float(os.environ.get("CDPHUB_RETENTION_CHUNK_MS", "50"))
+
 # Ingest keeps the source of a write key and the destinations of a source this long per process; a change
 # made elsewhere (another worker, another machine) reaches ingest within it (deliveries/ingest.py).
 INGEST_CACHE_SECONDS = float(os.environ.get("CDPHUB_INGEST_CACHE_SECONDS", "5"))

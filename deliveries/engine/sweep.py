@@ -1,6 +1,6 @@
 """The sweeper (every few seconds, in `manage.py worker`): count the attempts of workers that died (expired
-leases), queue due work, and fold a chunk of events into the Schema page's counts. And Retry now, which makes
-deliveries due at once."""
+leases), queue due work, fold a chunk of events into the Schema page's counts and, once a minute, purge what is
+past its retention. And Retry now, which makes deliveries due at once."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.engine import schema_fold
+from deliveries.engine.purge import purge_if_due
 from deliveries.engine.record import record
 from deliveries.engine.send import Sent
 from deliveries.engine.slots import kick, kick_on_commit
@@ -36,7 +37,8 @@ def sweep() -> dict[str, int]:
     )
     kicked = sum(kick(destination_id, fill=True) for destination_id in due)
     folded = schema_fold.fold(seconds=0.5)  # the Schema page's counts, a time-boxed chunk per sweep
-    return {"expired": expired, "destinations": len(due), "kicked": kicked, "folded": folded}
+    purged = purge_if_due()  # rows past their retention, time-boxed, once a minute
+    return {"expired": expired, "destinations": len(due), "kicked": kicked, "folded": folded, "purged": purged}
 
 
 def expire_leases(now: datetime, timing: Timing) -> int:

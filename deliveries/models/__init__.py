@@ -3,6 +3,7 @@
 from deliveries.models.engine import RateBucket, Slot
 from deliveries.models.events import Attempt, Delivery, Event
 from deliveries.models.replays import Replay
+from deliveries.models.retention import RetentionPolicy
 from deliveries.models.rollups import DeliveryRollup, RollupCursor, SchemaRollup
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Event",
     "RateBucket",
     "Replay",
+    "RetentionPolicy",
     "RollupCursor",
     "SchemaRollup",
     "Slot",
