@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from deliveries.models import Delivery, Event, Replay
+from deliveries.models import Delivery, Event, Replay, RetentionPolicy
 from deliveries.pages.deliveries import DeliveryAdmin
 from deliveries.pages.events import EventAdmin
 from deliveries.pages.replay.views import ReplayAdmin
+from deliveries.pages.retention import RetentionPolicyAdmin
 from deliveries.pages.sources import SourceAdmin
 from integrations.models import Source
 
 admin.site.register(Event, EventAdmin)
 admin.site.register(Delivery, DeliveryAdmin)
 admin.site.register(Replay, ReplayAdmin)
+admin.site.register(RetentionPolicy, RetentionPolicyAdmin)  # superusers only
 # The source page gains "Try a payload" (integrations' SourceAdmin, extended here: see pages/sources.py).
 admin.site.unregister(Source)
 admin.site.register(Source, SourceAdmin)

@@ -70,7 +70,7 @@ class Command(BaseCommand):
             else:
                 also = f" and {done.children:,} attempts" if table.children else ""
                 line = f"{done.rows:,} deleted{also}"
-            self.stdout.write(f"  {table.label} (kept {done.days} d, older than {when(done.cutoff)}): {line}")
+            self.stdout.write(f"  {table.label}: {line} (kept {done.days} d: older than {when(done.cutoff)})")
         rate = report.rows / report.seconds if report.seconds else 0
         self.stdout.write(
             self.style.SUCCESS(
