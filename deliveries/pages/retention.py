@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -58,6 +59,8 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         policy = RetentionPolicy.load()
         return HttpResponseRedirect(reverse("admin:deliveries_retentionpolicy_change", args=[policy.pk]))
 
