@@ -2,7 +2,7 @@
 range, and attempts' exchanges past theirs are cut down to a summary, so that no transaction holds the database's
 write lock (SQLite has one for the whole file) longer than RETENTION_CHUNK_MS and ingest goes on meanwhile.
 
-What goes is a list of table specs (TABLES), one entry per kind of row. Each is walked from a cursor
+What goes is a list of table specs (TABLES in purge_tables.py), one entry per kind of row. Each is walked from a cursor
 (RollupCursor "purge:<name>") up to the id of the newest row older than its cut-off, found by bisecting the
 primary key (ids grow with time). A chunk is `id BETWEEN a AND b`; its size adapts to how long the last chunk held
 the lock. A delivery still waiting (pending, retrying, in flight) is never deleted, nor is an event that still has
@@ -13,134 +13,24 @@ they waited are looked at again once they have finished.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from deliveries.engine.purge_summary import summarise_chunk
-from deliveries.models import Attempt, Delivery, DeliveryRollup, Event, RetentionPolicy, RollupCursor
+from deliveries.engine.purge_tables import TABLES, Table, sql_name
+from deliveries.models import RetentionPolicy, RollupCursor
 
 MIN_CHUNK, MAX_CHUNK, FIRST_CHUNK = 10, 200_000, 500  # ids per chunk
 _chunks: dict[str, int] = {}  # each table's chunk size, as this process last tuned it
 _next_purge = 0.0  # time.monotonic() when the sweeper purges next in this process
-
-
-def _waiting() -> str:
-    return ", ".join(f"'{status}'" for status in Delivery.WAITING)
-
-
-def sql_name(model: type[models.Model], column: str = "") -> str:
-    table = connection.ops.quote_name(model._meta.db_table)
-    return f"{table}.{connection.ops.quote_name(column)}" if column else table
-
-
-def _schema_folded() -> int | None:
-    """Accepted events after the Schema page's fold cursor are not counted yet: they stay until they are."""
-    return RollupCursor.objects.filter(name="schema").values_list("position", flat=True).first() or 0
-
-
-@dataclass(frozen=True)
-class Table:
-    """One kind of row the purge removes: which rows (`where`), by which column's age (`time`, and `also_older`),
-    never those `kept` matches, and the rows of `children` (model, foreign key column) that go first."""
-
-    name: str
-    label: str
-    kind: str  # the RetentionPolicy kind whose days apply
-    model: type[models.Model]
-    time: str
-    where: Callable[[], str] = lambda: ""
-    kept: Callable[[], str] = lambda: ""
-    also_older: tuple[str, ...] = ()  # columns that must be older than the cut-off too (a replayed delivery stays)
-    children: tuple[tuple[type[models.Model], str], ...] = ()
-    ordered: bool = True  # ids grow with `time`: the boundary is bisected (else the whole table is walked)
-    summarise: bool = False  # cut the attempts' exchanges to a summary instead of deleting (one walk, never again)
-    cap: Callable[[], int | None] | None = None  # no id above this goes (None: no cap)
-
-    @property
-    def cursor(self) -> str:
-        return f"purge:{self.name}"
-
-    def condition(self, cutoff: datetime) -> tuple[str, list[Any]]:
-        """The rows of this spec older than the cut-off (SQL on the table's qualified columns, and its params)."""
-        value = connection.ops.adapt_datetimefield_value(cutoff)
-        parts = [f"{sql_name(self.model, column)} < %s" for column in (self.time, *self.also_older)]
-        params = [value] * len(parts)
-        if self.where():
-            parts.append(self.where())
-        return " AND ".join(parts), params
-
-    def doomed(self, cutoff: datetime) -> tuple[str, list[Any]]:
-        """The rows of this spec the purge deletes: older than the cut-off and not kept."""
-        sql, params = self.condition(cutoff)
-        return (f"{sql} AND NOT ({self.kept()})" if self.kept() else sql), params
-
-
-def _has_delivery() -> str:
-    return (
-        f"EXISTS (SELECT 1 FROM {sql_name(Delivery)} WHERE {sql_name(Delivery, 'event_id')} = {sql_name(Event, 'id')})"
-    )
-
-
-def _status(model: type[models.Model], value: str) -> Callable[[], str]:
-    return lambda: f"{sql_name(model, 'status')} = '{value}'"
-
-
-# In this order: deliveries before the events they belong to.
-TABLES: list[Table] = [
-    Table(
-        "deliveries",
-        "Deliveries",
-        "deliveries",
-        Delivery,
-        "created_at",
-        where=lambda: f"NOT {sql_name(Delivery, 'is_test')}",
-        kept=lambda: f"{sql_name(Delivery, 'status')} IN ({_waiting()})",
-        also_older=("updated_at",),
-        children=((Attempt, "delivery_id"),),
-    ),
-    Table(
-        "test_deliveries",
-        "Test sends (deliveries)",
-        "test_sends",
-        Delivery,
-        "created_at",
-        where=lambda: sql_name(Delivery, "is_test"),
-        kept=lambda: f"{sql_name(Delivery, 'status')} IN ({_waiting()})",
-        also_older=("updated_at",),
-        children=((Attempt, "delivery_id"),),
-    ),
-    Table(
-        "events",
-        "Events",
-        "events",
-        Event,
-        "received_at",
-        where=_status(Event, Event.Status.ACCEPTED),
-        kept=_has_delivery,
-        cap=_schema_folded,
-    ),
-    Table(
-        "test_events", "Test sends (events)", "test_sends", Event, "received_at", _status(Event, "test"), _has_delivery
-    ),
-    Table(
-        "rejected_events",
-        "Rejected events",
-        "rejected_events",
-        Event,
-        "received_at",
-        _status(Event, Event.Status.REJECTED),
-        _has_delivery,
-    ),
-    Table("exchange_bodies", "Attempts' exchanges", "exchange_bodies", Attempt, "started_at", summarise=True),
-    Table("minute_rollups", "Per-minute delivery counts", "minute_rollups", DeliveryRollup, "minute", ordered=False),
-]
+CATCH_UP_SHARE = 0.1  # while more is due, the sweeper purges at most this share of the time
+log = logging.getLogger("cdphub.engine")
 
 
 @dataclass
@@ -162,6 +52,7 @@ class Purge:
 
     done: list[Done] = field(default_factory=list)
     longest_ms: float = 0.0
+    chunk_ms: list[float] = field(default_factory=list)  # how long each chunk held the write lock
     over_bound: int = 0  # chunks that held the lock longer than RETENTION_CHUNK_MS
     seconds: float = 0.0
 
@@ -207,13 +98,26 @@ def purge(
     return report
 
 
-def purge_if_due() -> int:
-    """The sweeper's purge: time-boxed, at most every RETENTION_PURGE_EVERY_SECONDS; returns the rows deleted."""
+def purge_if_due() -> Purge | None:
+    """The sweeper's purge: a time-boxed call every RETENTION_PURGE_EVERY_SECONDS; while more is due, again once
+    the worker has spent CATCH_UP_SHARE of its time on it (a backlog goes, ingest hardly notices)."""
     global _next_purge
     if time.monotonic() < _next_purge:
-        return 0
-    _next_purge = time.monotonic() + settings.RETENTION_PURGE_EVERY_SECONDS
-    return purge(seconds=settings.RETENTION_PURGE_BUDGET_SECONDS).rows
+        return None
+    budget = settings.RETENTION_PURGE_BUDGET_SECONDS
+    report = purge(seconds=budget)
+    pause = settings.RETENTION_PURGE_EVERY_SECONDS if report.finished else report.seconds / CATCH_UP_SHARE
+    _next_purge = time.monotonic() + pause
+    if report.rows:
+        log.info(
+            "purge: %s rows deleted (%s) in %.2f s, longest chunk %.0f ms%s",
+            f"{report.rows:,}",
+            ", ".join(f"{d.table.name} {d.rows + d.children:,}" for d in report.done if d.rows),
+            report.seconds,
+            report.longest_ms,
+            "" if report.finished else "; more is due",
+        )
+    return report
 
 
 def boundary(table: Table, cutoff: datetime) -> int | None:
@@ -253,6 +157,7 @@ def _walk(table: Table, done: Done, report: Purge, deadline: float | None, from_
         end = min(position + size, top)
         took = _chunk(table, done, position + 1, end)
         done.chunks += 1
+        report.chunk_ms.append(took * 1000)
         report.longest_ms = max(report.longest_ms, took * 1000)
         report.over_bound += took > bound
         # Aim at half the bound: a chunk of the same size can meet more rows, or a busier disk.

@@ -13,7 +13,8 @@ from django.db import connection, models
 from django.db.models import BooleanField, Count, Max, Min
 from django.db.models.expressions import RawSQL
 
-from deliveries.engine.purge import TABLES, Table, cutoffs, sql_name
+from deliveries.engine.purge import cutoffs
+from deliveries.engine.purge_tables import TABLES, Table, sql_name
 from deliveries.models import Delivery, Event, RollupCursor
 
 

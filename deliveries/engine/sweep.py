@@ -37,8 +37,14 @@ def sweep() -> dict[str, int]:
     )
     kicked = sum(kick(destination_id, fill=True) for destination_id in due)
     folded = schema_fold.fold(seconds=0.5)  # the Schema page's counts, a time-boxed chunk per sweep
-    purged = purge_if_due()  # rows past their retention, time-boxed, once a minute
-    return {"expired": expired, "destinations": len(due), "kicked": kicked, "folded": folded, "purged": purged}
+    purged = purge_if_due()  # rows past their retention, time-boxed, once a minute (more often while behind)
+    return {
+        "expired": expired,
+        "destinations": len(due),
+        "kicked": kicked,
+        "folded": folded,
+        "purged": purged.rows if purged else 0,
+    }
 
 
 def expire_leases(now: datetime, timing: Timing) -> int:

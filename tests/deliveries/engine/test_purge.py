@@ -3,6 +3,7 @@ stay; old attempts keep a summary of their exchanges; the admin's policy overrid
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,8 @@ from django.utils import timezone
 
 from deliveries.engine import purge as purge_module
 from deliveries.engine import rollups, schema_fold
-from deliveries.engine.purge import MIN_CHUNK, boundary, purge
+from deliveries.engine.purge import MIN_CHUNK, boundary, purge, purge_if_due
+from deliveries.engine.purge_tables import TABLES
 from deliveries.engine.sweep import sweep
 from deliveries.models import Attempt, Delivery, DeliveryRollup, Event, Replay, RetentionPolicy, RollupCursor
 from tests.factories import make_delivery, make_event
@@ -228,9 +230,10 @@ def test_a_time_boxed_call_does_one_chunk_and_the_next_goes_on_from_its_cursor(s
 
 def test_the_boundary_is_the_newest_row_older_than_the_cutoff(source):
     events = [make_event(source, received_at=ago(days)) for days in (50, 45, 40, 35, 20, 10, 5)]
-    assert boundary(purge_module.TABLES[2], ago(30)) == events[3].pk
-    assert boundary(purge_module.TABLES[2], ago(60)) is None
-    assert boundary(purge_module.TABLES[2], ago(1)) == events[-1].pk
+    accepted = next(t for t in TABLES if t.name == "events")
+    assert boundary(accepted, ago(30)) == events[3].pk
+    assert boundary(accepted, ago(60)) is None
+    assert boundary(accepted, ago(1)) == events[-1].pk
 
 
 def test_the_sweeper_purges_at_most_once_a_minute(source, destination, monkeypatch):
@@ -240,3 +243,22 @@ def test_the_sweeper_purges_at_most_once_a_minute(source, destination, monkeypat
     assert sweep()["purged"] == 3  # the event, its delivery and its attempt
     old_delivery(source, destination, 40)
     assert sweep()["purged"] == 0  # within the minute
+
+
+def test_while_more_is_due_the_sweeper_purges_again_soon_but_only_a_share_of_its_time(source, destination, monkeypatch):
+    monkeypatch.setattr(purge_module, "_next_purge", 0.0)
+    monkeypatch.setattr(purge_module, "_chunks", {"deliveries": 2})
+    for _ in range(6):
+        old_delivery(source, destination, 40, attempts=0)
+    fold_schema()
+    with override_settings(RETENTION_PURGE_BUDGET_SECONDS=0, RETENTION_CHUNK_MS=1e9):
+        report = purge_if_due()  # one chunk (the time box is spent at once): more is due
+        assert not report.finished
+        wait = purge_module._next_purge - time.monotonic()
+        assert wait <= report.seconds / purge_module.CATCH_UP_SHARE < 60
+        assert purge_if_due() is None  # not before the pause
+        monkeypatch.setattr(purge_module, "_next_purge", 0.0)
+        while not (report := purge_if_due()).finished:
+            monkeypatch.setattr(purge_module, "_next_purge", 0.0)
+    assert Delivery.objects.count() == 0
+    assert purge_module._next_purge - time.monotonic() > 59  # caught up: once a minute again
