@@ -10,16 +10,20 @@ HTTP exchange; the Schema page's fold marked as past them -> gunicorn as `make r
 POST /v1/batch (100 track events per request) with wrk (bench/ingest.lua), --duration seconds each:
 
   1. ingest alone;
-  2. ingest while `purge()` (what `manage.py purge` and, a time-boxed slice a minute, the worker's sweeper run) deletes
-     the old rows in chunks from another process, starting 2 s into the phase.
+  2. ingest while the worker's sweeper purges the old rows at its pace (purge_if_due() at every sweep: time-boxed
+     calls taking at most a tenth of the time while a backlog lasts), from another process, 2 s into the phase;
+  3. ingest while `manage.py purge` deletes the rest at full speed (chunk after chunk), 2 s into the phase; it
+     goes on after the phase until every old row is gone;
+  4. ingest alone again (the machine's load drifts: the rate without a purge is the mean of phases 1 and 4).
 
-Ingest's rate in each phase is counted in the database (accepted events received per second) over the same window:
-while the purge ran (phase 2) and the same seconds of phase 1. Reported: both rates and their ratio, the purge's
-rows/s, its chunks and the longest one (the write lock it held; the bound is RETENTION_CHUNK_MS, 50 ms), and wrk's
-p99 latency per phase.
+Ingest's rate is counted in the database (accepted events received per second) while the purge ran, and over the
+same seconds of phases 1 and 4. Reported per purge phase: both rates and their ratio, rows deleted per second, the
+chunks' lock times (p50, p99, longest; the bound is RETENTION_CHUNK_MS, 50 ms) and the share of time the lock was
+held.
 
-Goals (issue 14): the purge never holds the write lock longer than ~50 ms (chunks over 2x the bound are a miss) and
-does not slow ingest measurably (during the purge >= 80% of the rate without, on a shared 2-core machine).
+Goals (issue 14): the purge never holds the write lock longer than ~50 ms (a chunk over 2x the bound is a miss) and,
+at the worker's pace, does not slow ingest measurably (>= 90% of the rate without: the noise of a shared 2-core
+machine). At full speed (`manage.py purge`, phase 3) the cost is reported, not judged.
 Exit status: 0 = measured; 1 = a goal missed or the hub misbehaved; 2 = the benchmark could not run.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -42,7 +47,7 @@ from typing import Any
 from harness import BenchError, Child, SandboxRun, manage, print_table, start_web, track_event, venv_bin
 from ingest import AUTH, LUA, WRITE_KEY, batch_body, ensure_wrk
 
-RATIO_GOAL = 0.80
+RATIO_GOAL = 0.90
 LOCK_BOUND_MS = 50
 OLD_DAYS = (100, 40)  # the old rows were received between these many days ago
 EXCHANGE = {
@@ -56,20 +61,30 @@ EXCHANGE = {
     "duration_ms": 84.2,
 }
 
-# The purge as the worker runs it, from another process; its report as one JSON line.
+# The purge from another process, as the worker's sweeper paces it ("sweeper SECONDS": purge_if_due() at every
+# sweep, as `manage.py worker` calls it) or at full speed ("full": purge(), as `manage.py purge`); its report as one
+# JSON line.
 PURGE = r"""
-import json, time
+import json, sys, time
 import django
 django.setup()
-from deliveries.engine.purge import purge
+from django.conf import settings
+from deliveries.engine.purge import purge, purge_if_due
 started = time.time()
-report = purge()
-chunks = sorted(report.chunk_ms) or [0.0]
-print(json.dumps({"started": started, "ended": time.time(), "rows": report.rows, "seconds": report.seconds,
-                  "p50_ms": chunks[len(chunks) // 2], "p99_ms": chunks[int(len(chunks) * 0.99)],
-                  "lock_seconds": sum(chunks) / 1000,
-                  "chunks": report.chunks, "longest_ms": report.longest_ms, "over_bound": report.over_bound,
-                  "tables": {d.table.name: d.rows + d.children for d in report.done}}))
+reports = []
+if sys.argv[1] == "full":
+    reports.append(purge())
+else:
+    while time.time() < started + float(sys.argv[2]):
+        report = purge_if_due()
+        reports += [report] if report else []
+        time.sleep(settings.DELIVERY_SWEEP_SECONDS)
+chunks = sorted(ms for r in reports for ms in r.chunk_ms) or [0.0]
+rows, seconds = sum(r.rows for r in reports), sum(r.seconds for r in reports)
+print(json.dumps({"started": started, "ended": time.time(), "rows": rows, "seconds": seconds, "calls": len(reports),
+                  "chunks": len(chunks), "p50_ms": chunks[len(chunks) // 2], "p99_ms": chunks[int(len(chunks) * 0.99)],
+                  "longest_ms": chunks[-1], "lock_seconds": sum(chunks) / 1000,
+                  "over_bound": sum(ms > settings.RETENTION_CHUNK_MS for ms in chunks)}))
 """
 
 
@@ -186,48 +201,67 @@ class Bench(SandboxRun):
         )
         return count / (end - start)
 
+    def purge_during_ingest(self, name: str, mode: list[str]) -> dict[str, Any]:
+        """Ingest for --duration while the purge runs (from 2 s in): ingest's rate over the purge's time in it."""
+        duration = self.args.duration
+        started = time.time()
+        wrk = self.wrk(duration, name)
+        time.sleep(2)
+        env = {**self.env, "DJANGO_SETTINGS_MODULE": "cdphub.settings"}
+        purge = Child(f"purge-{name}", [venv_bin("python"), "-c", PURGE, *mode], env, self.data_dir / f"{name}.log")
+        self.children.append(purge)
+        purge.start()
+        result = self.wrk_result(wrk, f"ingest during the purge ({name})")
+        purge.proc.wait(timeout=3600)
+        if purge.proc.returncode:
+            raise BenchError(f"the purge failed:\n{purge.tail()}")
+        report = json.loads(purge.output().strip().splitlines()[-1])
+        end = min(report["ended"], started + duration) - 0.5
+        during = self.rate(report["started"], end)
+        lock = report["lock_seconds"]
+        phase = {
+            "offsets": (report["started"] - started, end - started),
+            "ingest_events_s": round(during),
+            "load_average": round(os.getloadavg()[0], 1),
+            "window_seconds": round(end - report["started"], 1),
+            "p99_ms": round(result["latency_us"]["p99"] / 1000, 1),
+            "rows": report["rows"],
+            "purge_seconds": round(report["ended"] - report["started"], 1),
+            "rows_s": round(report["rows"] / (report["ended"] - report["started"])),
+            "calls": report["calls"],
+            "chunks": report["chunks"],
+            "chunk_p50_ms": round(report["p50_ms"], 1),
+            "chunk_p99_ms": round(report["p99_ms"], 1),
+            "longest_ms": round(report["longest_ms"], 1),
+            "chunks_over_bound": report["over_bound"],
+            "lock_share": round(lock / (report["ended"] - report["started"]), 3),
+        }
+        self.results[name] = phase
+        print(f"  {name}: {json.dumps(phase)}", flush=True)
+        return phase
+
     def phases(self) -> None:
         self.prepare()
         self.load_old_rows()
         self.children.append(start_web(self.data_dir, self.env, self.web_url))
         duration = self.args.duration
+        alone_started = [time.time()]
         print(f"phase 1: ingest alone for {duration:g} s ...", flush=True)
-        alone_started = time.time()
-        alone = self.wrk_result(self.wrk(duration, "alone"), "ingest alone")
-        print(f"phase 2: ingest for {duration:g} s while the purge deletes {self.results['old_rows']:,} rows ...")
-        during_started = time.time()
-        wrk = self.wrk(duration, "purge")
-        time.sleep(2)
-        env = {**self.env, "DJANGO_SETTINGS_MODULE": "cdphub.settings"}
-        purge = Child("purge", [venv_bin("python"), "-c", PURGE], env, self.data_dir / "purge.log")
-        self.children.append(purge)
-        purge.start()
-        during = self.wrk_result(wrk, "ingest during the purge")
-        purge.proc.wait(timeout=3600)
-        report = json.loads(purge.output().strip().splitlines()[-1])
-        if purge.proc.returncode:
-            raise BenchError(f"the purge failed:\n{purge.tail()}")
-        ingest_end = during_started + duration
-        window = (report["started"], min(report["ended"], ingest_end))
-        offset = (window[0] - during_started, window[1] - during_started)
-        self.results.update(
-            ingest_alone_events_s=round(self.rate(alone_started + offset[0], alone_started + offset[1])),
-            ingest_during_purge_events_s=round(self.rate(*window)),
-            window_seconds=round(window[1] - window[0], 1),
-            purge_rows=report["rows"],
-            purge_seconds=round(report["seconds"], 1),
-            purge_rows_s=round(report["rows"] / report["seconds"]) if report["seconds"] else 0,
-            purge_chunks=report["chunks"],
-            purge_longest_ms=round(report["longest_ms"], 1),
-            purge_chunk_p50_ms=round(report["p50_ms"], 1),
-            purge_chunk_p99_ms=round(report["p99_ms"], 1),
-            purge_rows_per_lock_second=round(report["rows"] / report["lock_seconds"]) if report["lock_seconds"] else 0,
-            purge_chunks_over_bound=report["over_bound"],
-            purge_tables=report["tables"],
-            p99_ms_alone=round(alone["latency_us"]["p99"] / 1000, 1),
-            p99_ms_during=round(during["latency_us"]["p99"] / 1000, 1),
-            max_ms_during=round(during["latency_us"]["max"] / 1000, 1),
-        )
+        self.wrk_result(self.wrk(duration, "alone"), "ingest alone")
+        print(f"phase 2: ingest for {duration:g} s while the worker's sweeper purges at its pace ...", flush=True)
+        self.purge_during_ingest("sweeper", ["sweeper", str(duration - 2)])
+        print(f"phase 3: ingest for {duration:g} s while `manage.py purge` deletes the rest at full speed ...")
+        self.purge_during_ingest("full", ["full"])
+        alone_started.append(time.time())
+        print(f"phase 4: ingest alone again for {duration:g} s ...", flush=True)
+        self.wrk_result(self.wrk(duration, "alone-again"), "ingest alone again")
+        # Ingest alone over the same seconds of phases 1 and 4 as the purge's window: the machine's load drifts.
+        for name in ("sweeper", "full"):
+            phase = self.results[name]
+            low, high = phase.pop("offsets")
+            alone = sum(self.rate(t + low, t + high) for t in alone_started) / 2
+            phase["ingest_alone_events_s"] = round(alone)
+            phase["ratio"] = round(phase["ingest_events_s"] / alone, 2) if alone else 0
         [(left,)] = self.query("SELECT COUNT(*) FROM deliveries_event WHERE event = 'Old Order'")
         if left:
             self.problems.append(f"{left:,} old events are still there after the purge")
@@ -236,30 +270,29 @@ class Bench(SandboxRun):
 
 def judge(bench: Bench) -> None:
     r = bench.results
-    ratio = r["ingest_during_purge_events_s"] / r["ingest_alone_events_s"] if r["ingest_alone_events_s"] else 0
-    r["ratio"] = round(ratio, 2)
-    print_table(
-        f"Ingest while the purge deletes {r['purge_rows']:,} rows (SQLite WAL, POST /v1/batch of 100, "
-        f"{r['window_seconds']:g} s window)",
-        ["", "events/s", "p99 ms", "purge"],
-        [
-            ["ingest alone", f"{r['ingest_alone_events_s']:,}", f"{r['p99_ms_alone']:g}", ""],
+    rows = []
+    for name, label in (("sweeper", "the worker's sweeper"), ("full", "manage.py purge (full speed)")):
+        p = r[name]
+        rows.append(
             [
-                "ingest during the purge",
-                f"{r['ingest_during_purge_events_s']:,} ({ratio:.0%})",
-                f"{r['p99_ms_during']:g}",
-                f"{r['purge_rows_s']:,} rows/s, {r['purge_chunks']:,} chunks: p50 {r['purge_chunk_p50_ms']:g} ms, "
-                f"p99 {r['purge_chunk_p99_ms']:g} ms, longest {r['purge_longest_ms']:g} ms",
-            ],
-        ],
-        right={1, 2},
+                label,
+                f"{p['ingest_alone_events_s']:,}",
+                f"{p['ingest_events_s']:,} ({p['ratio']:.0%})",
+                f"{p['rows']:,} in {p['purge_seconds']:g} s = {p['rows_s']:,}/s",
+                f"{p['chunks']:,}: p50 {p['chunk_p50_ms']:g}, p99 {p['chunk_p99_ms']:g}, max {p['longest_ms']:g}",
+                f"{p['lock_share']:.0%}",
+            ]
+        )
+        if p["longest_ms"] > 2 * LOCK_BOUND_MS:
+            bench.problems.append(f"{name}: a chunk held the write lock {p['longest_ms']:g} ms (bound {LOCK_BOUND_MS})")
+        if name == "sweeper" and p["ratio"] < RATIO_GOAL:
+            bench.problems.append(f"ingest ran at {p['ratio']:.0%} of its rate while the sweeper purged")
+    print_table(
+        f"Ingest (POST /v1/batch of 100, SQLite WAL) while the purge deletes {r['old_rows']:,} old rows",
+        ["purge", "ingest alone ev/s", "ingest during ev/s", "deleted", "chunks (lock ms)", "lock held"],
+        rows,
+        right={1, 2, 3},
     )
-    if r["purge_longest_ms"] > 2 * LOCK_BOUND_MS:
-        bench.problems.append(f"a purge chunk held the write lock {r['purge_longest_ms']:g} ms (bound {LOCK_BOUND_MS})")
-    if ratio < RATIO_GOAL:
-        bench.problems.append(f"ingest ran at {ratio:.0%} of its rate during the purge (goal {RATIO_GOAL:.0%})")
-    if r["window_seconds"] < 5:
-        bench.problems.append(f"the purge overlapped ingest only {r['window_seconds']:g} s: use more --rows")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
