@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -181,23 +182,32 @@ def _chunk(table: Table, done: Done, low: int, high: int) -> float:
         rows, took = summarise_chunk(low, high, done.cutoff, done.days, lambda end: _save_cursor(table.cursor, end))
         done.rows += rows
         return took
-    doomed, params = table.doomed(done.cutoff)
-    ids = f"{sql_name(table.model, 'id')} BETWEEN %s AND %s"
+    statements = deletes(table, done.cutoff, low, high)
     with transaction.atomic():
         began = time.perf_counter()  # BEGIN IMMEDIATE has returned: the write lock is ours from here
         with connection.cursor() as cursor:
-            for child, column in table.children:
-                key = sql_name(child, column)
-                cursor.execute(
-                    f"DELETE FROM {sql_name(child)} WHERE {key} BETWEEN %s AND %s AND {key} IN "
-                    f"(SELECT {sql_name(table.model, 'id')} FROM {sql_name(table.model)} WHERE {ids} AND {doomed})",
-                    [low, high, low, high, *params],
-                )
-                done.children += max(cursor.rowcount, 0)
-            cursor.execute(f"DELETE FROM {sql_name(table.model)} WHERE {ids} AND {doomed}", [low, high, *params])
-            done.rows += max(cursor.rowcount, 0)
+            for number, (sql, params) in enumerate(statements, 1):
+                cursor.execute(sql, params)
+                if number < len(statements):
+                    done.children += max(cursor.rowcount, 0)
+                else:
+                    done.rows += max(cursor.rowcount, 0)
         _save_cursor(table.cursor, high)
     return time.perf_counter() - began
+
+
+def deletes(table: Table, cutoff: datetime, low: int, high: int) -> list[tuple[str, list[Any]]]:
+    """A chunk's DELETE statements: its children's (by the foreign key's range), then its own rows'."""
+    doomed, params = table.doomed(cutoff)
+    ids = f"{sql_name(table.model, 'id')} BETWEEN %s AND %s"
+    statements = []
+    for child, column in table.children:
+        key = sql_name(child, column)
+        parents = f"SELECT {sql_name(table.model, 'id')} FROM {sql_name(table.model)} WHERE {ids} AND {doomed}"
+        sql = f"DELETE FROM {sql_name(child)} WHERE {key} BETWEEN %s AND %s AND {key} IN ({parents})"
+        statements.append((sql, [low, high, low, high, *params]))
+    statements.append((f"DELETE FROM {sql_name(table.model)} WHERE {ids} AND {doomed}", [low, high, *params]))
+    return statements
 
 
 @contextmanager

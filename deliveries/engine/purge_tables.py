@@ -22,6 +22,12 @@ def sql_name(model: type[models.Model], column: str = "") -> str:
     return f"{table}.{connection.ops.quote_name(column)}" if column else table
 
 
+def row_test(model: type[models.Model], column: str) -> str:
+    """A column tested row by row within a chunk. On SQLite a unary + keeps the planner off the column's indexes, so
+    the chunk's primary-key range drives the query: on (status, received_at) every chunk would read every old row."""
+    return ("+" if connection.vendor == "sqlite" else "") + sql_name(model, column)
+
+
 def _schema_folded() -> int | None:
     """Accepted events after the Schema page's fold cursor are not counted yet: they stay until they are."""
     return RollupCursor.objects.filter(name="schema").values_list("position", flat=True).first() or 0
@@ -52,7 +58,7 @@ class Table:
     def condition(self, cutoff: datetime) -> tuple[str, list[Any]]:
         """The rows of this spec older than the cut-off (SQL on the table's qualified columns, and its params)."""
         value = connection.ops.adapt_datetimefield_value(cutoff)
-        parts = [f"{sql_name(self.model, column)} < %s" for column in (self.time, *self.also_older)]
+        parts = [f"{row_test(self.model, column)} < %s" for column in (self.time, *self.also_older)]
         params = [value] * len(parts)
         if self.where():
             parts.append(self.where())
@@ -71,7 +77,7 @@ def _has_delivery() -> str:
 
 
 def _status(model: type[models.Model], value: str) -> Callable[[], str]:
-    return lambda: f"{sql_name(model, 'status')} = '{value}'"
+    return lambda: f"{row_test(model, 'status')} = '{value}'"
 
 
 # In this order: deliveries before the events they belong to.
@@ -82,8 +88,8 @@ TABLES: list[Table] = [
         "deliveries",
         Delivery,
         "created_at",
-        where=lambda: f"NOT {sql_name(Delivery, 'is_test')}",
-        kept=lambda: f"{sql_name(Delivery, 'status')} IN ({_waiting()})",
+        where=lambda: f"NOT {row_test(Delivery, 'is_test')}",
+        kept=lambda: f"{row_test(Delivery, 'status')} IN ({_waiting()})",
         also_older=("updated_at",),
         children=((Attempt, "delivery_id"),),
     ),
@@ -93,8 +99,8 @@ TABLES: list[Table] = [
         "test_sends",
         Delivery,
         "created_at",
-        where=lambda: sql_name(Delivery, "is_test"),
-        kept=lambda: f"{sql_name(Delivery, 'status')} IN ({_waiting()})",
+        where=lambda: row_test(Delivery, "is_test"),
+        kept=lambda: f"{row_test(Delivery, 'status')} IN ({_waiting()})",
         also_older=("updated_at",),
         children=((Attempt, "delivery_id"),),
     ),
