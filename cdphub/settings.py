@@ -217,6 +217,21 @@ RETENTION_PURGE_EVERY_SECONDS = float(os.environ.get("CDPHUB_RETENTION_PURGE_EVE
 RETENTION_PURGE_BUDGET_SECONDS = float(os.environ.get("CDPHUB_RETENTION_PURGE_BUDGET_SECONDS", "0.5"))
 RETENTION_CHUNK_MS = float(os.environ.get("CDPHUB_RETENTION_CHUNK_MS", "50"))
 
+# Alerts (deliveries/engine/alerts/): rules are evaluated by the sweeper at most this often, and told by email
+# (Django's SMTP backend) and/or a webhook signed like the webhook vendor's. Each rule may name its own recipients,
+# URL and secret; these are the hub's defaults. Nothing configured: alerts are listed in the admin only.
+ALERT_EVALUATE_SECONDS = float(os.environ.get("CDPHUB_ALERT_EVALUATE_SECONDS", "30"))
+ALERT_EMAILS = [a.strip() for a in os.environ.get("CDPHUB_ALERT_EMAILS", "").split(",") if a.strip()]
+ALERT_FROM = os.environ.get("CDPHUB_ALERT_FROM", "cdphub <cdphub@localhost>")
+ALERT_WEBHOOK_URL = os.environ.get("CDPHUB_ALERT_WEBHOOK_URL", "").strip()
+ALERT_WEBHOOK_SECRET = os.environ.get("CDPHUB_ALERT_WEBHOOK_SECRET", "")
+EMAIL_HOST = os.environ.get("CDPHUB_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("CDPHUB_EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("CDPHUB_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("CDPHUB_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_flag("CDPHUB_EMAIL_USE_TLS")
+EMAIL_TIMEOUT = 5  # seconds: the sweeper waits for it, and a dead SMTP server must not hold it long
+
 # Ingest keeps the source of a write key and the destinations of a source this long per process; a change
 # made elsewhere (another worker, another machine) reaches ingest within it (deliveries/ingest.py).
 INGEST_CACHE_SECONDS = float(os.environ.get("CDPHUB_INGEST_CACHE_SECONDS", "5"))

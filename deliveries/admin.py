@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from deliveries.models import Delivery, Event, Replay, RetentionPolicy
+from deliveries.models import Alert, AlertRule, Delivery, Event, Replay, RetentionPolicy
+from deliveries.pages.alerts import AlertAdmin, AlertRuleAdmin
 from deliveries.pages.deliveries import DeliveryAdmin
 from deliveries.pages.events import EventAdmin
 from deliveries.pages.replay.views import ReplayAdmin
@@ -15,6 +16,8 @@ from integrations.models import Source
 admin.site.register(Event, EventAdmin)
 admin.site.register(Delivery, DeliveryAdmin)
 admin.site.register(Replay, ReplayAdmin)
+admin.site.register(AlertRule, AlertRuleAdmin)
+admin.site.register(Alert, AlertAdmin)
 admin.site.register(RetentionPolicy, RetentionPolicyAdmin)  # superusers only
 # The source page gains "Try a payload" (integrations' SourceAdmin, extended here: see pages/sources.py).
 admin.site.unregister(Source)

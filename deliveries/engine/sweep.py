@@ -1,6 +1,7 @@
 """The sweeper (every few seconds, in `manage.py worker`): count the attempts of workers that died (expired
-leases), queue due work, fold a chunk of events into the Schema page's counts and, once a minute, purge what is
-past its retention. And Retry now, which makes deliveries due at once."""
+leases), queue due work, fold a chunk of events into the Schema page's counts, evaluate alerts (engine/alerts/, at
+most every ALERT_EVALUATE_SECONDS) and, once a minute, purge what is past its retention. And Retry now, which makes
+deliveries due at once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from deliveries.engine import schema_fold
+from deliveries.engine import alerts, schema_fold
 from deliveries.engine.purge import purge_if_due
 from deliveries.engine.record import record
 from deliveries.engine.send import Sent
@@ -37,6 +38,7 @@ def sweep() -> dict[str, int]:
     )
     kicked = sum(kick(destination_id, fill=True) for destination_id in due)
     folded = schema_fold.fold(seconds=0.5)  # the Schema page's counts, a time-boxed chunk per sweep
+    alerted = alerts.run()  # at most every ALERT_EVALUATE_SECONDS; never raises
     purged = purge_if_due()  # rows past their retention, time-boxed, once a minute (more often while behind)
     return {
         "expired": expired,
@@ -44,6 +46,7 @@ def sweep() -> dict[str, int]:
         "kicked": kicked,
         "folded": folded,
         "purged": purged.rows if purged else 0,
+        **alerted,
     }
 
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deliveries', '0010_marketer_reads_functions'),
+        ('deliveries', '0013_alerts'),
     ]
 
     operations = [

@@ -1,5 +1,6 @@
 """deliveries' models, one module per idea; imported here so that `from deliveries.models import X` works."""
 
+from deliveries.models.alerts import Alert, AlertNotification, AlertRule
 from deliveries.models.engine import RateBucket, Slot
 from deliveries.models.events import Attempt, Delivery, Event
 from deliveries.models.replays import Replay
@@ -7,6 +8,9 @@ from deliveries.models.retention import RetentionPolicy
 from deliveries.models.rollups import DeliveryRollup, RollupCursor, SchemaRollup
 
 __all__ = [
+    "Alert",
+    "AlertNotification",
+    "AlertRule",
     "Attempt",
     "Delivery",
     "DeliveryRollup",

@@ -29,6 +29,12 @@ FUNCTION_PERMISSIONS = [
     ("integrations", "view_function"),
     ("integrations", "view_functionversion"),
 ]
+# Given by migration 0013 likewise: the alert rules and the alerts they opened, read only.
+ALERT_PERMISSIONS = [
+    ("deliveries", "view_alertrule"),
+    ("deliveries", "view_alert"),
+    ("deliveries", "view_alertnotification"),
+]
 
 
 def ensure_marketer_group(apps: Any = global_apps) -> bool:
@@ -44,7 +50,12 @@ def ensure_marketer_group(apps: Any = global_apps) -> bool:
         functions = FUNCTION_PERMISSIONS
     except LookupError:
         functions = []  # migration 0006's registry: 0010 gives them
-    grant(apps, group, PERMISSIONS + functions)
+    try:
+        apps.get_model("deliveries", "AlertRule")
+        alerts = ALERT_PERMISSIONS
+    except LookupError:
+        alerts = []  # 0013 gives them
+    grant(apps, group, PERMISSIONS + functions + alerts)
     return True
 
 
