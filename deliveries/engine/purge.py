@@ -29,7 +29,7 @@ from deliveries.engine.purge_summary import summarise_chunk
 from deliveries.engine.purge_tables import TABLES, Table, sql_name
 from deliveries.models import RetentionPolicy, RollupCursor
 
-MIN_CHUNK, MAX_CHUNK, FIRST_CHUNK = 10, 200_000, 500  # ids per chunk
+MIN_CHUNK, MAX_CHUNK, FIRST_CHUNK = 10, 200_000, 100  # ids per chunk; a process starts small (its cache is cold)
 _chunks: dict[str, int] = {}  # each table's chunk size, as this process last tuned it
 _next_purge = 0.0  # time.monotonic() when the sweeper purges next in this process
 CATCH_UP_SHARE = 0.25  # while more is due, the sweeper purges at most this share of the time
@@ -46,6 +46,7 @@ class Done:
     rows: int = 0  # deleted (or summarised)
     children: int = 0  # rows of its children deleted with them (attempts)
     chunks: int = 0
+    waited: float = 0.0  # seconds spent waiting for the write lock
     finished: bool = False  # the walk reached the boundary: nothing more is due now
 
 
@@ -110,7 +111,8 @@ def purge_if_due() -> Purge | None:
         return None
     budget = settings.RETENTION_PURGE_BUDGET_SECONDS
     report = purge(seconds=budget)
-    pause = settings.RETENTION_PURGE_EVERY_SECONDS if report.finished else report.seconds / CATCH_UP_SHARE
+    busy = report.seconds - sum(d.waited for d in report.done)  # waiting for the write lock is not work
+    pause = settings.RETENTION_PURGE_EVERY_SECONDS if report.finished else busy / CATCH_UP_SHARE
     _next_purge = time.monotonic() + pause
     if report.rows:
         log.info(
@@ -183,8 +185,10 @@ def _chunk(table: Table, done: Done, low: int, high: int) -> float:
         done.rows += rows
         return took
     statements = deletes(table, done.cutoff, low, high)
+    asked = time.perf_counter()
     with transaction.atomic():
         began = time.perf_counter()  # BEGIN IMMEDIATE has returned: the write lock is ours from here
+        done.waited += began - asked  # behind ingest's transactions: no work, and no one else's time
         with connection.cursor() as cursor:
             for number, (sql, params) in enumerate(statements, 1):
                 cursor.execute(sql, params)
