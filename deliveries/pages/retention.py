@@ -8,11 +8,14 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from deliveries.models import RetentionPolicy
 from deliveries.models.retention import KINDS
+
+SUMMARY_NOTE = " After that, each HTTP exchange keeps its method, URL, status, duration and sizes."
 
 
 class RetentionPolicyAdmin(admin.ModelAdmin):
@@ -23,10 +26,10 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         form = super().get_form(request, obj, change, **kwargs)
         defaults = RetentionPolicy.defaults()
         for kind in KINDS:
-            field = form.base_fields[f"{kind}_days"]
-            field.help_text = (
-                f"{KINDS[kind]}. Blank: the default, {defaults[kind]} days "
-                f"(CDPHUB_RETENTION_{kind.upper()}_DAYS). At least 1."
+            days = defaults[kind]
+            form.base_fields[f"{kind}_days"].help_text = (
+                f"Blank: the default, {days} day{pluralize(days)} (CDPHUB_RETENTION_{kind.upper()}_DAYS). At least 1."
+                + (SUMMARY_NOTE if kind == "exchange_bodies" else "")
             )
         return form
 
@@ -37,9 +40,9 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
             (label, days[kind], "" if getattr(obj, f"{kind}_days") else " (default)") for kind, label in KINDS.items()
         ]
         return format_html(
-            "<ul>{}</ul><p>The worker deletes what is older a little every minute; "
-            "<code>python manage.py purge --dry-run</code> shows what would go now.</p>",
-            format_html_join("", "<li>{}: <b>{} days</b>{}</li>", rows),
+            '<div class="readonly">{}<p>The worker deletes what is older a little every minute; '
+            "<code>python manage.py purge --dry-run</code> shows what would go now.</p></div>",
+            format_html_join("", "<div>{}: <b>{} days</b>{}</div>", rows),
         )
 
     # One row, for superusers only: the list opens it, nobody adds a second one or deletes it.

@@ -33,8 +33,9 @@ def test_a_superuser_opens_the_one_policy_and_sees_the_defaults_in_force(admin_c
     assert response.redirect_chain[-1][0] == reverse("admin:deliveries_retentionpolicy_change", args=[1])
     html = response.content.decode()
     assert "Blank: the default, 30 days (CDPHUB_RETENTION_EVENTS_DAYS). At least 1." in html
-    assert "<li>Events: <b>30 days</b> (default)</li>" in html
-    assert "<li>Request and response bodies of attempts (a summary is kept): <b>14 days</b> (default)</li>" in html
+    assert "Blank: the default, 1 day (CDPHUB_RETENTION_TEST_SENDS_DAYS). At least 1." in html
+    assert "<div>Events: <b>30 days</b> (default)</div>" in html
+    assert "<div>Request and response bodies of attempts (a summary is kept): <b>14 days</b> (default)</div>" in html
     assert "Add retention policy" not in html
     assert RetentionPolicy.objects.count() == 1
 
@@ -44,7 +45,7 @@ def test_a_superuser_overrides_one_kind_and_the_rest_keep_their_defaults(admin_c
     response = admin_client.post(url, form(events=90, test_sends=2), follow=True)
 
     assert "Retention saved" in response.content.decode()
-    assert "<li>Events: <b>90 days</b></li>" in response.content.decode()
+    assert "<div>Events: <b>90 days</b></div>" in response.content.decode()
     days = RetentionPolicy.in_force()
     assert (days["events"], days["test_sends"], days["deliveries"]) == (90, 2, 30)
 
