@@ -190,6 +190,40 @@ CIRCUIT_FAILING_SECONDS = float(os.environ.get("CDPHUB_CIRCUIT_FAILING_SECONDS",
 CIRCUIT_PROBE_SECONDS = float(os.environ.get("CDPHUB_CIRCUIT_PROBE_SECONDS", "30"))
 CIRCUIT_PROBE_CAP_SECONDS = float(os.environ.get("CDPHUB_CIRCUIT_PROBE_CAP_SECONDS", "600"))
 
+# Retention (deliveries/engine/purge.py): the days each kind of row is kept; a superuser can override each in the
+# admin (Retention policy). Exchange bodies: an attempt's HTTP request and response bodies, kept as a summary
+# (method, URL, status, duration, sizes) after that. Test sends: the Event Tester's events and deliveries.
+RETENTION_DEFAULT_DAYS = {
+    "events": 30,
+    "deliveries": 30,
+    "exchange_bodies": 14,
+    "test_sends": 1,
+    "rejected_events": 7,
+    "minute_rollups": 3,
+    "hourly_rollups": 400,
+}
+
+
+def retention_days(name: str, default: int) -> int:
+    """CDPHUB_RETENTION_<NAME>_DAYS: a whole number of days, at least 1 (nothing is kept for less than a day)."""
+    variable = f"CDPHUB_RETENTION_{name.upper()}_DAYS"
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{variable} must be a whole number of days, at least 1 (it is {raw!r}).")
+    return int(raw)
+
+
+RETENTION_DAYS = {name: retention_days(name, days) for name, days in RETENTION_DEFAULT_DAYS.items()}
+# The sweeper purges at most this often, for at most this long each time; no purge transaction holds the
+# database's write lock longer than RETENTION_CHUNK_MS (the chunk size adapts to it).
+RETENTION_PURGE_EVERY_SECONDS = float(os.environ.get("CDPHUB_RETENTION_PURGE_EVERY_SECONDS", "60"))
+RETENTION_PURGE_BUDGET_SECONDS = float(os.environ.get("CDPHUB_RETENTION_PURGE_BUDGET_SECONDS", "0.5"))
+RETENTION_CHUNK_MS = float(os.environ.get("CDPHUB_RETENTION_CHUNK_MS", "50"))
+
 # Alerts (deliveries/engine/alerts/): rules are evaluated by the sweeper at most this often, and told by email
 # (Django's SMTP backend) and/or a webhook signed like the webhook vendor's. Each rule may name its own recipients,
 # URL and secret; these are the hub's defaults. Nothing configured: alerts are listed in the admin only.

@@ -1,6 +1,7 @@
 """The sweeper (every few seconds, in `manage.py worker`): count the attempts of workers that died (expired
-leases), queue due work, probe open circuits, fold a chunk of events into the Schema page's counts, and evaluate
-alerts (engine/alerts/, at most every ALERT_EVALUATE_SECONDS). And Retry now, which makes deliveries due at once."""
+leases), queue due work, probe open circuits, fold a chunk of events into the Schema page's counts, evaluate
+alerts (engine/alerts/, at most every ALERT_EVALUATE_SECONDS) and, once a minute, purge what is past its retention.
+And Retry now, which makes deliveries due at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from deliveries.engine import alerts, schema_fold
 from deliveries.engine.probe import probe_due
+from deliveries.engine.purge import purge_if_due
 from deliveries.engine.record import record
 from deliveries.engine.send import Sent
 from deliveries.engine.slots import kick, kick_on_commit
@@ -39,12 +41,14 @@ def sweep() -> dict[str, int]:
     probed = probe_due(now)  # open circuits (circuit.py): one delivery now and then
     folded = schema_fold.fold(seconds=0.5)  # the Schema page's counts, a time-boxed chunk per sweep
     alerted = alerts.run()  # at most every ALERT_EVALUATE_SECONDS; never raises
+    purged = purge_if_due()  # rows past their retention, time-boxed, once a minute (more often while behind)
     return {
         "expired": expired,
         "destinations": len(due),
         "kicked": kicked,
         "probed": probed,
         "folded": folded,
+        "purged": purged.rows if purged else 0,
         **alerted,
     }
 

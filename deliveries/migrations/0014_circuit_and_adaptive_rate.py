@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deliveries', '0013_alerts'),
+        ('deliveries', '0013_retention'),
         ('integrations', '0010_rate_mode'),
     ]
 

@@ -4,6 +4,7 @@ from deliveries.models.alerts import Alert, AlertNotification, AlertRule
 from deliveries.models.engine import Circuit, RateBucket, Slot
 from deliveries.models.events import Attempt, Delivery, Event
 from deliveries.models.replays import Replay
+from deliveries.models.retention import RetentionPolicy
 from deliveries.models.rollups import DeliveryHourRollup, DeliveryRollup, RollupCursor, SchemaRollup
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Event",
     "RateBucket",
     "Replay",
+    "RetentionPolicy",
     "RollupCursor",
     "SchemaRollup",
     "Slot",

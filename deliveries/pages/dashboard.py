@@ -1,5 +1,6 @@
-"""The admin index's dashboard: events today, the delivery success rate, what is waiting, and the destinations
-that need someone (misconfigured, failing, backed up, paused or off), each linking to its Event Delivery page.
+"""The admin index's dashboard: events today, the delivery success rate, what is waiting, the destinations that
+need someone (misconfigured, failing, backed up, paused or off), each linking to its Event Delivery page, and the
+database's size with the oldest event kept and the retention in force.
 
 Deliveries are counted today (since local midnight, from the minute rollups) or over the last 7 or 14 days
 (`?window=7d`: from the hourly rollups, as Event Delivery counts them)."""
@@ -7,14 +8,16 @@ Deliveries are counted today (since local midnight, from the minute rollups) or 
 from __future__ import annotations
 
 from datetime import datetime, time
+from pathlib import Path
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from deliveries.models import Delivery, DeliveryRollup, Event
+from deliveries.models import Delivery, DeliveryRollup, Event, RetentionPolicy
 from deliveries.pages.base import optional_url
 from deliveries.pages.event_delivery.numbers import WINDOWS, rollup_buckets
 from integrations.models import Destination
@@ -48,6 +51,7 @@ def dashboard(request: HttpRequest) -> dict[str, Any]:
             {"key": k, "label": WINDOWS[k].label if k in WINDOWS else "Today", "current": k == window}
             for k in DELIVERY_WINDOWS
         ]
+    board["storage"] = storage(request)
     board["links"] = links(request)
     return {"dashboard": board}
 
@@ -144,6 +148,37 @@ def problem_of(destination: Destination, failed: int, waiting: int, window: str 
         "waiting": waiting,
         "url": url,
     }
+
+
+def storage(request: HttpRequest) -> dict[str, Any]:
+    """The database's size, the oldest event kept (one seek on the received_at index) and the days kept."""
+    days = RetentionPolicy.in_force()
+    change = ""
+    if request.user.is_superuser:
+        change = optional_url("admin:deliveries_retentionpolicy_changelist")
+    return {
+        "bytes": database_size(),
+        "oldest_event": Event.objects.order_by("received_at").values_list("received_at", flat=True).first(),
+        "events_days": days["events"],
+        "deliveries_days": days["deliveries"],
+        "change_url": change,
+    }
+
+
+def database_size() -> int | None:
+    """Bytes on disk: SQLite's pages and its write-ahead log, or PostgreSQL's pg_database_size."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_database_size(current_database())")
+            return cursor.fetchone()[0]
+        if connection.vendor != "sqlite":
+            return None
+        cursor.execute("PRAGMA page_count")
+        pages = cursor.fetchone()[0]
+        cursor.execute("PRAGMA page_size")
+        size = pages * cursor.fetchone()[0]
+    wal = Path(f"{connection.settings_dict['NAME']}-wal")
+    return size + (wal.stat().st_size if wal.exists() else 0)
 
 
 def links(request: HttpRequest) -> list[tuple[str, str]]:

@@ -515,7 +515,7 @@ def test_a_failing_evaluation_never_stops_the_sweeper(destination, monkeypatch, 
 def test_the_migration_gives_existing_destinations_the_default_rules(destination):
     from django.apps import apps
 
-    migration = importlib.import_module("deliveries.migrations.0013_alerts")
+    migration = importlib.import_module("deliveries.migrations.0012_alerts")
     AlertRule.objects.all().delete()  # as before alerts existed
     migration.create_defaults(apps, None)
     assert sorted(destination.alert_rules.values_list("kind", flat=True)) == sorted(r["kind"] for r in DEFAULT_RULES)

@@ -27,7 +27,7 @@ def grant_alert_permissions(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deliveries', '0010_marketer_reads_functions'),
+        ('deliveries', '0011_hourly_rollups'),
         ('integrations', '0009_functions'),
         ('auth', '0012_alter_user_first_name_max_length'),
     ]
