@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from deliveries.pages.roles import FUNCTION_PERMISSIONS, MARKETER, PERMISSIONS
+from deliveries.pages.roles import ALERT_PERMISSIONS, FUNCTION_PERMISSIONS, MARKETER, PERMISSIONS
 from integrations.models import ApiToken
 from integrations.models.api_tokens import digest_of
 
@@ -238,4 +238,4 @@ def test_tokens_are_never_deleted(admin: User) -> None:
 
 def test_the_marketer_group_keeps_its_permissions() -> None:
     granted = Group.objects.get(name=MARKETER).permissions.values_list("content_type__app_label", "codename")
-    assert sorted(granted) == sorted(PERMISSIONS + FUNCTION_PERMISSIONS)
+    assert sorted(granted) == sorted(PERMISSIONS + FUNCTION_PERMISSIONS + ALERT_PERMISSIONS)

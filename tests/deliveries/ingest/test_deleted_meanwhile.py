@@ -63,6 +63,10 @@ def test_a_destination_deleted_elsewhere_is_looked_up_again_and_the_event_kept(c
         "deliveries_delivery",
         "deliveries_slot",
         "deliveries_ratebucket",
+        "deliveries_circuit",
+        "deliveries_alertnotification",
+        "deliveries_alert",
+        "deliveries_alertrule",
         "integrations_destination_sources",
         "integrations_destination",
     )
