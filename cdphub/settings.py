@@ -70,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees a view's exception first: the database unreachable is a 503 with Retry-After, not a 500.
+    "deliveries.outage.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "cdphub.urls"
