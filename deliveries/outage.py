@@ -14,9 +14,11 @@ JSON shapes with `outage_response`; this module's middleware answers for every o
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
@@ -112,3 +114,24 @@ class DatabaseOutageMiddleware:
             return None
         body = {"success": False, "code": CODE, "message": MESSAGE}
         return outage_response(body, f"{request.method} {request.path}", exc)
+
+
+_stopped_tasks = Throttled(log)
+
+
+def rides_out_outages(task: Callable[..., Any]) -> Callable[..., Any]:
+    """A worker task that ends quietly when the database or the broker goes away mid-task, one line now and then,
+    instead of django-q2 logging a failure with a traceback (and failing to save it, the database being down).
+    What the task held is taken back when its leases end (deliveries/engine/sweep.py)."""
+
+    @functools.wraps(task)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return task(*args, **kwargs)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            _stopped_tasks.warn(f"{task.__name__} stopped: the database or the broker is unreachable", exc)
+            return "unreachable"
+
+    return run

@@ -49,7 +49,7 @@ BATCH_SIZE = 10  # events per /v1/batch; the stream alternates a batch and a sin
 ENGINE_ENV = {
     "CDPHUB_DRAIN_SECONDS": "2",
     "CDPHUB_RETRY_BASE_SECONDS": "0.2",
-    "CDPHUB_RETRY_CAP_SECONDS": "1",
+    "CDPHUB_RETRY_CAP_SECONDS": "2",  # while the receiver is down, ~1,000 deliveries retry every 1-2 s
     "CDPHUB_SWEEP_SECONDS": "0.5",
     "CDPHUB_LEASE_MARGIN_SECONDS": "2",
     "CDPHUB_QUEUE_LEASE_SECONDS": "5",
@@ -66,7 +66,9 @@ class Plan:
     rate: float = 150.0  # events offered per second
     web_workers: int = 2
     workers: int = 2  # `manage.py worker` processes
-    cluster_workers: int = 2  # delivery processes of each (CDPHUB_WORKERS)
+    # Delivery processes of each (CDPHUB_WORKERS). A destination gets at most this less one concurrency slots, on
+    # every worker together (deliveries/engine/slots.py): 3 gives the receiver two drains at a time.
+    cluster_workers: int = 3
     kill_worker_every: float = 10.0  # seconds; 0: never
     kill_web_at: float | None = None
     restart_database_at: float | None = None
@@ -76,7 +78,7 @@ class Plan:
     failure_rate: float = 0.3  # of the receiver's answers: 500, 502, 503 or 429 with Retry-After
     # Events per webhook call. A 429's Retry-After (1 s) holds the whole destination, so with 30% failures (a
     # quarter of them 429s) one event per call is ~13 calls/s: too slow to settle a backlog within the test.
-    batch_size: int = 10
+    batch_size: int = 50
     settle_timeout: float = 60.0
     senders: int = 4
 
@@ -481,11 +483,13 @@ class FaultRun:
         run_started = time.monotonic()
         try:
             self.configure()
+            workers = [self.start_worker(wait=False) for _ in range(self.plan.workers)]  # start while gunicorn does
             self.start_web()
-            for _ in range(self.plan.workers):
-                self.start_worker()
+            for worker in workers:
+                worker.wait_for(lambda worker=worker: "cdphub worker:" in worker.output(), "not ready")
             self.receiver.fail(self.plan.failure_rate, seed=14, retry_after="1")
             self.started = time.monotonic()
+            self.report.figures["setup_s"] = round(self.started - run_started, 1)
             stop = threading.Event()
             self.offer_seconds = self.plan.events / self.plan.rate
             fault_thread = threading.Thread(target=self.faults, args=(stop,), daemon=True)

@@ -25,13 +25,13 @@ pytestmark = pytest.mark.e2e
 
 POSTGRES_PLAN = Plan(
     events=2000,
-    rate=90,  # 22 s of offering: workers killed at 10 s and 20 s
+    rate=100,  # 20 s of offering: workers killed at 8 s and 16 s
     web_workers=2,
     workers=2,
-    kill_worker_every=10,
+    kill_worker_every=8,
     kill_web_at=0.3,
     restart_database_at=0.5,
-    restart_redis_at=0.75,
+    restart_redis_at=0.7,
     receiver_down_at=0.15,
     receiver_down_for=10,
     settle_timeout=40,
