@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,6 +81,23 @@ class Plan:
     batch_size: int = 50
     settle_timeout: float = 60.0
     senders: int = 4
+
+
+# Issue 14's run: 20,000 events through /v1/batch and /v1/track, a worker killed every 10 s, a gunicorn worker
+# killed, PostgreSQL and Redis restarted, the receiver down for 60 s, 30% 5xx/429 (bench/faults.py).
+FULL = Plan(
+    events=20_000,
+    rate=150,
+    kill_worker_every=10,
+    kill_web_at=0.3,
+    restart_database_at=0.5,
+    restart_redis_at=0.7,
+    receiver_down_at=0.2,
+    receiver_down_for=60,
+    settle_timeout=300,
+)
+# The same on SQLite: one web and one worker process, the worker killed, the receiver down.
+FULL_SQLITE = replace(FULL, web_workers=1, workers=1, kill_web_at=None, restart_database_at=None, restart_redis_at=None)
 
 
 @dataclass

@@ -11,14 +11,13 @@ receiver down for 60 s) is bench/faults.py, or this test with CDPHUB_FAULTS_FULL
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import pytest
 from django.db import connection, connections
 
 from tests.e2e.conftest import test_database_url
-from tests.faults import FaultRun, Plan, Services
+from tests.faults import FULL, FULL_SQLITE, FaultRun, Plan, Services
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -46,27 +45,11 @@ SQLITE_PLAN = Plan(
     receiver_down_for=10,
     settle_timeout=30,
 )
-FULL_PLAN = Plan(
-    events=20_000,
-    rate=150,
-    kill_worker_every=10,
-    kill_web_at=0.3,
-    restart_database_at=0.5,
-    restart_redis_at=0.7,
-    receiver_down_at=0.2,
-    receiver_down_for=60,
-    settle_timeout=300,
-)
-
-
-FULL_SQLITE_PLAN = dataclasses.replace(
-    FULL_PLAN, web_workers=1, workers=1, kill_web_at=None, restart_database_at=None, restart_redis_at=None
-)
 
 
 def plan_for(vendor: str) -> Plan:
     if os.environ.get("CDPHUB_FAULTS_FULL") == "1":
-        return FULL_PLAN if vendor == "postgresql" else FULL_SQLITE_PLAN
+        return FULL if vendor == "postgresql" else FULL_SQLITE
     return POSTGRES_PLAN if vendor == "postgresql" else SQLITE_PLAN
 
 
