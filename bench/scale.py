@@ -223,13 +223,16 @@ def main(argv: list[str] | None = None) -> int:
             result = {"destinations": destinations, "workers": workers, "ingest_events_per_s": round(ingest),
                       "deliveries_per_s": round(rate), "statuses": statuses}  # fmt: skip
             results.append(result)
-            print(f"   ingest {ingest:,.0f} events/s, delivery {rate:,.0f} deliveries/s", flush=True)
-            rows.append((str(destinations), f"{workers} x {per_process}", f"{ingest:,.0f}", f"{rate:,.0f}"))
+            load = os.getloadavg()[0]  # a machine shared with other work measures less: say how busy it was
+            result["load_average_1min"] = round(load, 1)
+            print(f"   ingest {ingest:,.0f} events/s, delivery {rate:,.0f} deliveries/s (load {load:.1f})", flush=True)
+            cells = (f"{workers} x {per_process}", f"{ingest:,.0f}", f"{rate:,.0f}", f"{load:.1f}")
+            rows.append((str(destinations), *cells))
     print_table(
         f"cdphub on PostgreSQL + Redis: {args.events:,} events, webhook destinations, {os.cpu_count()} cores",
-        ("destinations", "worker processes", "ingest events/s", "deliveries/s"),
+        ("destinations", "worker processes", "ingest events/s", "deliveries/s", "load avg"),
         rows,
-        right={2, 3},
+        right={2, 3, 4},
     )
     for problem in problems:
         print(f"!! {problem}", file=sys.stderr)
