@@ -30,7 +30,9 @@ log = logging.getLogger("cdphub.outage")
 
 RETRY_AFTER_SECONDS = 5
 CODE = "database_unavailable"
-MESSAGE = f"The database is unavailable for a moment; nothing was stored. Retry in {RETRY_AFTER_SECONDS} s."
+MESSAGE = (
+    f"The database is unavailable for a moment: retry in {RETRY_AFTER_SECONDS} s (an event sent again is stored once)."
+)
 LOG_EVERY_SECONDS = 10.0  # one warning line per process this often during an outage, not one per request
 
 # SQLite raises OperationalError for mistakes in SQL too ("no such table"): only these mean it is unreachable.
