@@ -70,12 +70,14 @@ test: $(VENV)/.installed-test browser shell-tools
 	@echo "== suite on PostgreSQL with the Redis broker (browser tests: the walkthrough only; see above) =="
 	bash tests/services.sh $(VENV)/bin/pytest -m "(not browser or walkthrough) and not dbless and not one_database"
 
-# Ingest, delivery, SFMC and Marketo against the sandbox, the admin pages and the management API at 1M events, and
-# ingest while the purge deletes 1M rows (bench/README.md); all always run, and the exit status is the worst of them
+# Ingest, delivery, SFMC and Marketo against the sandbox, the admin pages and the management API at 1M events,
+# functions, Event Delivery over 7 and 14 days at 10M deliveries, ingest while the purge deletes 1M rows, the long
+# fault run, and ingest + delivery on PostgreSQL + Redis with 1 and 2 workers (these two start PostgreSQL and Redis
+# through tests/services.sh) (bench/README.md); all always run, and the exit status is the worst of them
 # (0 measured, 1 the hub misbehaved, 2 a benchmark could not run).
 bench: $(VENV)/.installed-test
 	@worst=0; \
-	for bench in ingest deliver vendors admin api functions rollups purge; do \
+	for bench in ingest deliver vendors admin api functions rollups purge faults scale; do \
 	  $(PY) bench/$$bench.py; code=$$?; [ $$code -gt $$worst ] && worst=$$code; \
 	done; \
 	exit $$worst

@@ -70,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees a view's exception first: the database unreachable is a 503 with Retry-After, not a 500.
+    "deliveries.outage.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "cdphub.urls"
@@ -162,12 +164,14 @@ Q_CLUSTER = {
 }
 if BROKER_URL.startswith("redis"):
     Q_CLUSTER["redis"] = BROKER_URL
+    Q_CLUSTER["broker_class"] = "deliveries.broker.RedisBroker"  # rides out a Redis restart (deliveries/broker.py)
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
         "qcluster": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": BROKER_URL},
     }
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["broker_class"] = "deliveries.broker.DatabaseBroker"
     Q_CLUSTER["bulk"] = 4
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

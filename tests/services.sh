@@ -51,5 +51,8 @@ trap cleanup EXIT
 
 export CDPHUB_DATABASE_URL="postgres://cdphub:cdphub@127.0.0.1:$PGPORT/cdphub"
 export CDPHUB_BROKER="redis://127.0.0.1:$REDISPORT/0"
+# For the fault tests (tests/faults.py), which restart both: PostgreSQL with pg_ctl as the postgres user, Redis
+# with the flags above.
+export CDPHUB_TEST_PGBIN="$pgbin" CDPHUB_TEST_PGDATA="$PGDATA" CDPHUB_TEST_PGPORT="$PGPORT" CDPHUB_TEST_REDISPORT="$REDISPORT"
 echo "services.sh: PostgreSQL on 127.0.0.1:$PGPORT, Redis on 127.0.0.1:$REDISPORT"
 "$@"

@@ -18,6 +18,7 @@ from deliveries.engine.send import Sent, send_group, vendor_or_error
 from deliveries.engine.slots import busy_slots, kick, release_slot, take_slot
 from deliveries.engine.timing import Timing
 from deliveries.models import Delivery
+from deliveries.outage import rides_out_outages
 from integrations.models import Destination
 from integrations.vendors import DeliveryError, Vendor
 
@@ -27,6 +28,7 @@ RECORD_SECONDS = 0.2  # ... or after this long, whichever comes first
 LINGER_POLL = 0.02  # how often a drain with nothing to do looks for new work (see wait_for_work)
 
 
+@rides_out_outages
 def drain(destination_id: int, slot_id: int, token: str) -> str:
     """The worker task: send this destination's due deliveries for a few seconds, then hand the slot back."""
     timing = Timing.current()

@@ -18,6 +18,8 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Empty, Request
 from rest_framework.views import APIView
 
+from deliveries.outage import CODE, MESSAGE, is_outage, outage_response
+
 
 class RequestError(exceptions.APIException):
     """A request refused as a whole; the status, a stable code and a message for the sender."""
@@ -56,9 +58,13 @@ def error_response(error: RequestError) -> HttpResponse:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
-    """DRF's exception handler for ingest views: every refusal in ingest's shape; anything else is a bug (500)."""
+    """DRF's exception handler for ingest views: every refusal in ingest's shape, the database unreachable a 503
+    (deliveries/outage.py); anything else is a bug (500)."""
     if isinstance(exc, RequestError):
         return error_response(exc)
+    if is_outage(exc):  # nothing stored: the sender retries after Retry-After, the SDKs' way
+        request = context["request"]
+        return outage_response({"success": False, "code": CODE, "message": MESSAGE}, f"POST {request.path}", exc)
     if isinstance(exc, exceptions.MethodNotAllowed):
         response = error_response(RequestError(405, "method_not_allowed", "Use POST."))
         response["Allow"] = ", ".join(context["view"].allowed_methods)

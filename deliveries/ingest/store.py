@@ -17,9 +17,11 @@ from deliveries.ingest.rows import event_rows, rejected_rows
 from deliveries.ingest.write_turn import write_turn
 from deliveries.ingest.writes import Write, stored_message_ids
 from deliveries.models import Delivery
+from deliveries.outage import Throttled, unreachable
 from integrations.models import Source
 
 log = logging.getLogger("cdphub.ingest")
+_unqueued = Throttled(log)
 
 
 @dataclass
@@ -59,6 +61,9 @@ def store(
     for destination_id in {row[1] for row in write.outbox if row[2] == Delivery.Status.PENDING}:
         try:
             kick(destination_id)
-        except Exception:  # the events are stored; the sweeper queues them within seconds
-            log.exception("could not queue delivery to destination %s", destination_id)
+        except Exception as exc:  # the events are stored; the sweeper queues them within seconds
+            if not unreachable(exc):
+                log.exception("could not queue delivery to destination %s", destination_id)
+            else:  # the broker (Redis) or the database restarting: one line now and then, no traceback
+                _unqueued.warn("could not queue deliveries (the sweeper will)", exc)
     return result

@@ -24,6 +24,7 @@ from deliveries.ingest.lookups import forget, source_for_write_key
 from deliveries.ingest.normalisation import EventError, Rejection, normalise, rejection_for
 from deliveries.ingest.parsing import WebhookParser
 from deliveries.ingest.store import store
+from deliveries.outage import is_outage
 from integrations.models import Source
 from integrations.webhooks import FUNCTIONS, Incoming, SourceFunction, WebhookError
 
@@ -52,6 +53,8 @@ class WebhookView(IngestView):
                 function.verify(incoming)
             response = _ingest(source, function, incoming)
         except Exception as exc:
+            if is_outage(exc):
+                raise  # nothing to record it in: a 503 (ingest's exception handler), the tool retries
             if isinstance(exc, RequestError):
                 error = exc
             elif isinstance(exc, WebhookError):

@@ -12,8 +12,10 @@ from django.db import close_old_connections, connections
 from django_q.cluster import Cluster
 
 from deliveries.engine.sweep import sweep
+from deliveries.outage import Throttled, unreachable
 
 log = logging.getLogger("cdphub.worker")
+unreachable_warning = Throttled(log)
 
 
 class Command(BaseCommand):
@@ -40,8 +42,11 @@ class Command(BaseCommand):
         while not stopping.is_set():
             try:
                 sweep()
-            except Exception:
-                log.exception("sweep failed; trying again")
+            except Exception as exc:
+                if unreachable(exc):  # a database or Redis restart: one line now and then, not a traceback a sweep
+                    unreachable_warning.warn("sweep failed, the database or the broker unreachable; trying again", exc)
+                else:
+                    log.exception("sweep failed; trying again")
             finally:
                 close_old_connections()
             stopping.wait(settings.DELIVERY_SWEEP_SECONDS)
