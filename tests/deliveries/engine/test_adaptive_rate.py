@@ -88,9 +88,11 @@ def test_a_success_a_client_error_or_a_refused_connection_leaves_the_rate_alone(
     assert bucket(destination).rate is None
 
 
-def test_the_bucket_refills_at_the_cut_rate(db, destination, source):
+def test_the_bucket_refills_at_the_cut_rate(db, destination, source, monkeypatch):
     send_one(destination, source, status=503)
-    RateBucket.objects.filter(destination=destination).update(refilled_at=timezone.now() - timedelta(hours=1))
+    frozen = timezone.now()  # the clock stands still: a millisecond between the calls is half a token at 500/s
+    monkeypatch.setattr(timezone, "now", lambda: frozen)
+    RateBucket.objects.filter(destination=destination).update(refilled_at=frozen - timedelta(hours=1))
 
     granted, _ = take_tokens(destination, 1000)
 

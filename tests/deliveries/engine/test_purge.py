@@ -265,6 +265,11 @@ def test_while_more_is_due_the_sweeper_purges_again_soon_but_only_a_share_of_its
     assert purge_module._next_purge - time.monotonic() > 59  # caught up: once a minute again
 
 
+@pytest.mark.skipif(
+    connection.vendor != "sqlite",
+    reason="SQLite's planner is the one that chose an age index (300 rows/s); PostgreSQL's plan for a test table "
+    "of a few rows says nothing of one for a million",
+)
 @pytest.mark.parametrize("table", [t for t in TABLES if not t.summarise], ids=lambda t: t.name)
 def test_every_chunk_is_read_by_its_primary_key_range_not_by_an_index_on_age_or_status(table):
     """At 1M old events SQLite chose (status, received_at) for "accepted and old": every chunk read every old row

@@ -86,23 +86,28 @@ def test_the_dashboard_shows_the_database_size_the_oldest_event_and_the_retentio
     assert f'<a href="{POLICY}">Change retention</a>' in html
 
 
-def test_the_database_size_is_read_from_sqlites_pages_and_its_log_without_counting_rows(admin_client, source):
+def test_the_database_size_is_read_from_the_database_without_counting_rows(admin_client, source):
     from deliveries.pages.dashboard import database_size
 
     with connection.cursor() as cursor:
-        cursor.execute("PRAGMA page_count")
-        pages = cursor.fetchone()[0]
-        cursor.execute("PRAGMA page_size")
-        assert database_size() >= pages * cursor.fetchone()[0]
+        if connection.vendor == "sqlite":  # its pages, and the -wal file beside it
+            cursor.execute("PRAGMA page_count")
+            pages = cursor.fetchone()[0]
+            cursor.execute("PRAGMA page_size")
+            assert database_size() >= pages * cursor.fetchone()[0]
+        else:
+            cursor.execute("SELECT pg_database_size(current_database())")
+            assert database_size() == pytest.approx(cursor.fetchone()[0], rel=0.1)
     with CaptureQueriesContext(connection) as queries:
         admin_client.get(INDEX)
     [oldest] = [q["sql"] for q in queries.captured_queries if "ORDER BY 1 ASC LIMIT 1" in q["sql"]]
     assert oldest.startswith('SELECT "deliveries_event"."received_at"')
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN QUERY PLAN {oldest}")
-        plan = " ".join(str(row[-1]) for row in cursor.fetchall())
-    assert "INDEX event_received" in plan, plan  # one seek on the index, whatever the table's size
-    assert "TEMP B-TREE" not in plan
+    if connection.vendor == "sqlite":  # PostgreSQL's plan for a table of a few rows says nothing of a big one
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN QUERY PLAN {oldest}")
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+        assert "INDEX event_received" in plan, plan  # one seek on the index, whatever the table's size
+        assert "TEMP B-TREE" not in plan
 
 
 def test_a_marketer_sees_the_size_and_the_retention_but_no_link_to_change_it(marketer_client, source):
