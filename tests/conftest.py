@@ -53,6 +53,15 @@ def browser_type_launch_args(browser_type_launch_args):
     }
 
 
+@pytest.fixture(autouse=True)
+def fresh_process_count() -> None:
+    """The engine reads how many delivery processes the hub has at most every few seconds (engine/cluster.py): each
+    test counts its own workers and settings."""
+    from deliveries.engine import cluster
+
+    cluster.forget()
+
+
 @pytest.fixture
 def artifacts() -> Path:
     """Where browser tests save screenshots for people to look at."""

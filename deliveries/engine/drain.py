@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django_q.conf import Conf
 
-from deliveries.engine import circuit
+from deliveries.engine import circuit, cluster
 from deliveries.engine.claim import claim_within_rate, has_due_work, lease_for, release, renew
 from deliveries.engine.rate import hold, return_tokens
 from deliveries.engine.record import record
@@ -89,7 +89,7 @@ def wait_for_work(destination_id: int, until: float) -> bool:
     if Conf.SYNC:
         return False  # the drain runs inline (tests, a web request): never wait there
     while time.monotonic() + LINGER_POLL < until:
-        if busy_slots() >= Conf.WORKERS:
+        if busy_slots() >= cluster.processes():
             return False  # every process may be wanted by a drain: hand this one back
         time.sleep(LINGER_POLL)
         if has_due_work(destination_id):

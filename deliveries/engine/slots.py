@@ -12,10 +12,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from django_q.conf import Conf
 from django_q.tasks import async_task
 
-from deliveries.engine import circuit
+from deliveries.engine import circuit, cluster
 from deliveries.engine.timing import Timing
 from deliveries.models import Slot
 from integrations.models import Destination
@@ -38,9 +37,9 @@ def kick(destination_id: int, *, fill: bool = False) -> int:
     destination = found.annotate(circuit_opened_at=F("circuit__opened_at")).first()
     if destination is None or not destination.enabled or destination.paused or destination.circuit_opened_at:
         return 0
-    # Never every process of a cluster for one destination: a slow one must leave a process for the others.
+    # Never every delivery process of the hub for one destination: a slow one must leave a process for the others.
     wanted = destination.concurrency or destination.vendor_class.default_concurrency
-    concurrency = min(wanted, max(1, Conf.WORKERS - 1))
+    concurrency = min(wanted, max(1, cluster.processes() - 1))
     timing = Timing.current()
     started = 0
     while True:

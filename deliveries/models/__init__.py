@@ -1,7 +1,7 @@
 """deliveries' models, one module per idea; imported here so that `from deliveries.models import X` works."""
 
 from deliveries.models.alerts import Alert, AlertNotification, AlertRule
-from deliveries.models.engine import Circuit, RateBucket, Slot
+from deliveries.models.engine import Circuit, RateBucket, Slot, WorkerHeartbeat
 from deliveries.models.events import Attempt, Delivery, Event
 from deliveries.models.replays import Replay
 from deliveries.models.retention import RetentionPolicy
@@ -23,4 +23,5 @@ __all__ = [
     "RollupCursor",
     "SchemaRollup",
     "Slot",
+    "WorkerHeartbeat",
 ]

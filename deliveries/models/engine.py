@@ -64,3 +64,15 @@ class Circuit(models.Model):
     @property
     def is_open(self) -> bool:
         return self.opened_at is not None
+
+
+class WorkerHeartbeat(models.Model):
+    """A running `manage.py worker` and its delivery processes, seen at its last sweep: how many processes the
+    whole hub has (engine/cluster.py), which one worker's settings cannot tell."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="host:pid")
+    processes = models.PositiveSmallIntegerField()
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"worker {self.name} ({self.processes} processes)"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -11,6 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 from django_q.cluster import Cluster
 
+from deliveries.engine import cluster
 from deliveries.engine.sweep import sweep
 from deliveries.outage import Throttled, unreachable
 
@@ -24,8 +26,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         stopping = threading.Event()
         connections.close_all()  # the cluster forks: children must open their own connections
-        cluster = Cluster()
-        cluster.start()
+        tasks = Cluster()
+        tasks.start()
 
         def stop(signum: int, frame: Any) -> None:
             stopping.set()
@@ -39,8 +41,10 @@ class Command(BaseCommand):
             f"sweeping every {settings.DELIVERY_SWEEP_SECONDS:g} s",
         )
         self.stdout.flush()
+        name = cluster.worker_name()
         while not stopping.is_set():
             try:
+                cluster.beat(name, settings.Q_CLUSTER["workers"])  # the hub's processes count this worker's
                 sweep()
             except Exception as exc:
                 if unreachable(exc):  # a database or Redis restart: one line now and then, not a traceback a sweep
@@ -52,22 +56,24 @@ class Command(BaseCommand):
             stopping.wait(settings.DELIVERY_SWEEP_SECONDS)
         self.stdout.write("cdphub worker: stopping (finishing the tasks in hand)")
         self.stdout.flush()
-        stop_cluster(cluster)
+        stop_cluster(tasks)
+        with contextlib.suppress(Exception):  # the database may be the reason for stopping
+            cluster.gone(name)
         self.stdout.write("cdphub worker: stopped")
 
 
-def stop_cluster(cluster: Cluster) -> None:
-    """cluster.stop(), without hanging when the cluster was killed with us.
+def stop_cluster(tasks: Cluster) -> None:
+    """The task cluster's stop(), without hanging when the cluster was killed with us.
 
     When the whole process group gets SIGTERM (systemd's default KillMode=control-group, a supervisor's
     stopasgroup), django-q2's sentinel dies at once (it keeps SIGTERM's default action) while it sleeps on the
     stop event, and Cluster.stop() then blocks for ever in stop_event.set(), waiting for that sleeper to wake.
     So stop from a helper thread and stop waiting for it shortly after the sentinel has exited.
     """
-    stopper = threading.Thread(target=cluster.stop, name="cluster-stop", daemon=True)
+    stopper = threading.Thread(target=tasks.stop, name="cluster-stop", daemon=True)
     stopper.start()
     while stopper.is_alive():
-        if wait([cluster.sentinel.sentinel], timeout=0.5):  # the sentinel process has ended
+        if wait([tasks.sentinel.sentinel], timeout=0.5):  # the sentinel process has ended
             stopper.join(2)
             if stopper.is_alive():
                 log.warning("the task cluster was stopped by a signal to the whole process group")

@@ -14,8 +14,8 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from deliveries.engine import cluster, rate, slots
 from deliveries.engine import drain as drain_module
-from deliveries.engine import rate, slots
 from deliveries.engine import send as send_module
 from deliveries.engine.claim import claim, release
 from deliveries.engine.drain import drain, wait_for_work
@@ -25,7 +25,7 @@ from deliveries.engine.send import Sent
 from deliveries.engine.slots import kick
 from deliveries.engine.sweep import retry_now, sweep
 from deliveries.engine.timing import Timing, backoff
-from deliveries.models import Attempt, Delivery, Event, RateBucket, Slot
+from deliveries.models import Attempt, Delivery, Event, RateBucket, Slot, WorkerHeartbeat
 from integrations.models import Destination, Source
 from integrations.vendors import Result
 from tests import factories
@@ -424,8 +424,30 @@ def test_one_destination_never_takes_every_process_of_the_cluster(db, source, re
     greedy = make_destination(source, receiver.url, slug="greedy", concurrency=10)
     assert kick(greedy.id, fill=True) == 3  # one process stays free for every other destination
     monkeypatch.setattr(Conf, "WORKERS", 1)
+    cluster.forget()
     other = make_destination(source, receiver.url, slug="other", concurrency=10)
     assert kick(other.id, fill=True) == 1  # a one-process cluster still sends
+
+
+def test_a_destinations_concurrency_counts_the_processes_of_every_worker(db, source, receiver, queued, monkeypatch):
+    """Two workers of two processes each: a destination may take three of the four, not one of its worker's two."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "WORKERS", 2)
+    cluster.beat("host-a:1", 2)
+    cluster.beat("host-b:2", 2)
+    cluster.beat("host-c:3", 8)
+    WorkerHeartbeat.objects.filter(name="host-c:3").update(seen_at=timezone.now() - timedelta(minutes=5))  # killed
+    assert cluster.processes() == 4
+    greedy = make_destination(source, receiver.url, slug="greedy", concurrency=10)
+    assert kick(greedy.id, fill=True) == 3
+
+    cluster.gone("host-b:2")  # stopped cleanly
+    cluster.forget()
+    assert cluster.processes() == 2
+    WorkerHeartbeat.objects.all().delete()  # no worker has beaten yet: this process's own setting
+    cluster.forget()
+    assert cluster.processes() == 2
 
 
 def test_kick_gives_a_paused_or_disabled_destination_nothing(db, source, receiver, queued):
