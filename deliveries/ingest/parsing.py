@@ -75,16 +75,25 @@ def read_at_most(stream: IO[bytes], meta: Mapping[str, Any], limit: int, too_lar
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        body = inflater.decompress(body, limit + 1)  # a gzip bomb stops here
-    except zlib.error:
-        raise RequestError(400, "invalid_gzip", "The body is not valid gzip.") from None
-    if len(body) > limit:
-        raise RequestError(413, "payload_too_large", _too_large(limit) + " (after gzip decompression)")
-    if not inflater.eof:
-        raise RequestError(400, "invalid_gzip", "The gzip body is truncated.")
-    return body
+    """The inflated body: every gzip member of it (RFC 1952 lets a body be several, one after the other), refused
+    as soon as the members together inflate past `limit` bytes, so a gzip bomb is never inflated further."""
+    inflated: list[bytes] = []
+    size, rest = 0, body
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            chunk = inflater.decompress(rest, limit + 1 - size)  # a gzip bomb stops here
+        except zlib.error:
+            raise RequestError(400, "invalid_gzip", "The body is not valid gzip.") from None
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, "payload_too_large", _too_large(limit) + " (after gzip decompression)")
+        inflated.append(chunk)
+        if not inflater.eof:
+            raise RequestError(400, "invalid_gzip", "The gzip body is truncated.")
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(inflated)
 
 
 def _too_large(limit: int) -> str:
