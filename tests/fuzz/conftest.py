@@ -84,11 +84,18 @@ def last_ids() -> tuple[int, int]:
 def written_since(ids: tuple[int, int]) -> tuple[int, int, int]:
     """Accepted events, rejected events and deliveries written since `last_ids()` (the fuzz tests delete nothing;
     counting new ids keeps each request's check as fast at the 100,000th request as at the first)."""
-    from django.db.models import Count
+    from django.db.models import Count, Max
+    from django.db.models.functions import Length
 
     from deliveries.models import Delivery, Event
 
-    events = dict(Event.objects.filter(pk__gt=ids[0]).order_by().values_list("status").annotate(n=Count("id")))
+    written = Event.objects.filter(pk__gt=ids[0]).order_by()
+    events = dict(written.values_list("status").annotate(n=Count("id")))
+    # SQLite keeps any length in a CharField, PostgreSQL refuses what is past max_length: hold ingest to the limits.
+    limited = ("message_id", "type", "event", "user_id", "anonymous_id", "email")
+    longest = written.aggregate(**{name: Max(Length(name)) for name in limited})
+    for name in limited:
+        assert (longest[name] or 0) <= Event._meta.get_field(name).max_length, (name, longest[name])
     deliveries = Delivery.objects.filter(pk__gt=ids[1]).count()
     return events.get(Event.Status.ACCEPTED, 0), events.get(Event.Status.REJECTED, 0), deliveries
 
