@@ -276,7 +276,7 @@ PROPERTIES = {
 
 def _traits(customer: dict[str, Any]) -> dict[str, Any]:
     address = customer.get("address") if isinstance(customer.get("address"), dict) else {}
-    street = ", ".join(part for part in (address.get("line1"), address.get("line2")) if part)
+    street = ", ".join(part for part in (address.get("line1"), address.get("line2")) if isinstance(part, str) and part)
     segment_address = {
         "street": street or None,
         "city": address.get("city"),

@@ -583,3 +583,10 @@ def test_a_created_time_past_the_calendar_leaves_the_timestamp_to_the_hub(create
     events = function("").events(edited("customer.created", created=created))
 
     assert all("timestamp" not in event for event in events)
+
+
+def test_an_address_line_that_is_not_text_is_left_out_of_the_street() -> None:
+    address = {"line1": "1 Main St", "line2": ["Suite", 4], "city": "Springfield"}
+    identify, _ = function("").events(edited("customer.created", object__address=address))
+
+    assert identify["traits"]["address"] == {"street": "1 Main St", "city": "Springfield"}
