@@ -174,7 +174,7 @@ def api_bodies(draw: st.DrawFn) -> tuple[str, str, bytes]:
     return method, path, body
 
 
-@fuzz(200)
+@fuzz(250)
 @given(call=api_bodies())
 def test_the_management_api_json_fields_answer_every_input(admin, log_watch, rows, call):
     method, path, body = call

@@ -201,7 +201,7 @@ def check(request: dict[str, Any], response: Any, before: tuple[int, int], websi
             assert stored.payload["properties"] == strip_nul(item["properties"])
 
 
-@fuzz(600)
+@fuzz(700)
 @given(req=requests())
 def test_the_tracking_api_answers_every_request_and_stores_what_it_says(fuzz_client, log_watch, website, req):
     before = last_ids()

@@ -116,7 +116,7 @@ def sources(db) -> list[Source]:
     return made
 
 
-@fuzz(900)
+@fuzz(1200)
 @given(req=webhook_requests())
 def test_the_webhook_endpoint_answers_every_request_and_stores_what_it_says(fuzz_client, log_watch, sources, req):
     before = last_ids()
