@@ -20,6 +20,10 @@ def compile_expression(expression: str) -> ParsedResult:
         return jmespath.compile(expression)
     except jmespath.exceptions.JMESPathError as exc:
         raise MappingError(f"{expression!r} is not a valid JMESPath expression: {exc}") from None
+    except ValueError:  # jmespath reads a number with int(), which refuses more than 4,300 digits
+        raise MappingError(f"{expression[:60]!r}… holds a number too long to read") from None
+    except RecursionError:  # its parser recurses once per bracket
+        raise MappingError(f"{expression[:60]!r}… nests too deeply to read") from None
 
 
 def check_mapping(mapping: Any, where: str = "mapping") -> list[str]:

@@ -4,6 +4,7 @@ bytes as sent."""
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Mapping
 from typing import IO, Any
@@ -18,6 +19,8 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_WEBHOOK_BYTES = 512 * 1024
 MAX_DEPTH = 64
 JSON_TYPES = ("application/json", "text/plain", "")  # analytics.js posts text/plain to skip the preflight
+# \u0000 as JSON writes it, not preceded by an escaped backslash (`\\u0000` is the text "\u0000", which is fine).
+NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class TrackingParser(BaseParser):
@@ -75,16 +78,25 @@ def read_at_most(stream: IO[bytes], meta: Mapping[str, Any], limit: int, too_lar
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        body = inflater.decompress(body, limit + 1)  # a gzip bomb stops here
-    except zlib.error:
-        raise RequestError(400, "invalid_gzip", "The body is not valid gzip.") from None
-    if len(body) > limit:
-        raise RequestError(413, "payload_too_large", _too_large(limit) + " (after gzip decompression)")
-    if not inflater.eof:
-        raise RequestError(400, "invalid_gzip", "The gzip body is truncated.")
-    return body
+    """The inflated body: every gzip member of it (RFC 1952 lets a body be several, one after the other), refused
+    as soon as the members together inflate past `limit` bytes, so a gzip bomb is never inflated further."""
+    inflated: list[bytes] = []
+    size, rest = 0, body
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            chunk = inflater.decompress(rest, limit + 1 - size)  # a gzip bomb stops here
+        except zlib.error:
+            raise RequestError(400, "invalid_gzip", "The body is not valid gzip.") from None
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, "payload_too_large", _too_large(limit) + " (after gzip decompression)")
+        inflated.append(chunk)
+        if not inflater.eof:
+            raise RequestError(400, "invalid_gzip", "The gzip body is truncated.")
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(inflated)
 
 
 def _too_large(limit: int) -> str:
@@ -96,9 +108,7 @@ def _too_large(limit: int) -> str:
 def parse_json(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise RequestError(400, "invalid_json", "The body is empty; send a JSON object.", body)
-    text = body
-    if b"\\u0000" in body:
-        text = body.replace(b"\\u0000", b"\\ufffd")  # PostgreSQL's jsonb cannot store NUL characters
+    text = without_nul(body)
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -106,9 +116,27 @@ def parse_json(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestError(400, "invalid_json", "The body must be a JSON object.", body)
     # Nesting can be no deeper than the number of opening brackets, so most bodies skip the walk.
-    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and too_deep(data):
         raise RequestError(400, "too_deep", f"The JSON is nested more than {MAX_DEPTH} levels deep.", body)
     return data
+
+
+def without_nul(text: bytes) -> bytes:
+    """JSON text with its NUL characters (\\u0000) as U+FFFD: PostgreSQL's jsonb and text columns cannot hold NUL,
+    and SQLite takes the same, so an event is stored alike on both."""
+    if b"\\u0000" not in text:
+        return text
+    return NUL_ESCAPE.sub(lambda match: match.group()[:-6] + b"\\ufffd", text)
+
+
+def readable(body: bytes) -> str:
+    """A body (or its start) as text for the Debugger and the source page: invalid UTF-8 and NUL bytes as U+FFFD,
+    as PostgreSQL's text and jsonb cannot hold NUL."""
+    return body.decode(errors="replace").replace("\x00", "\ufffd")
+
+
+def too_deep(value: Any) -> bool:
+    return _depth(value) > MAX_DEPTH
 
 
 def _depth(value: Any) -> int:

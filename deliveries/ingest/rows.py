@@ -192,7 +192,7 @@ def rejected_rows(
     rows = []
     for rejection in rejections:
         raw, values = _rejected_values(source, rejection)
-        reason = f"{rejection.code}: {rejection.reason}"
+        reason = f"{rejection.code}: {rejection.reason}".replace("\x00", "\ufffd")  # a function's error may hold NUL
         rows.append((*values, _json_for_db(raw, conn), when, when, Event.Status.REJECTED, reason))
     return rows
 

@@ -19,7 +19,7 @@ from deliveries.ingest.auth import WriteKeyAuthentication, find_source
 from deliveries.ingest.endpoint import IngestView, RequestError, answer, error_response
 from deliveries.ingest.lookups import forget
 from deliveries.ingest.normalisation import MAX_EVENT_BYTES, EventError, Rejection, normalise, rejection_for
-from deliveries.ingest.parsing import MAX_BATCH_BYTES, TrackingParser
+from deliveries.ingest.parsing import MAX_BATCH_BYTES, TrackingParser, readable
 from deliveries.ingest.store import store
 from integrations.models import Source
 
@@ -106,7 +106,7 @@ def _ingest(source: Source, data: dict[str, Any], endpoint: str, received_at: da
 
 def _record_request_rejection(source: Source, error: RequestError, received_at: datetime) -> None:
     """Keep a refused request visible in the Debugger, with the start of what was sent."""
-    excerpt = WRITE_KEY_IN_TEXT.sub(r'\1"[REDACTED]"', error.body[:4096].decode(errors="replace"))
+    excerpt = WRITE_KEY_IN_TEXT.sub(r'\1"[REDACTED]"', readable(error.body[:4096]))
     store(source, [], [rejection_for(excerpt, EventError(error.code, error.message))], received_at)
 
 

@@ -22,10 +22,11 @@ from rest_framework.request import Request
 from deliveries.ingest.endpoint import IngestView, RequestError, answer, error_response
 from deliveries.ingest.lookups import forget, source_for_write_key
 from deliveries.ingest.normalisation import EventError, Rejection, normalise, rejection_for
-from deliveries.ingest.parsing import WebhookParser
+from deliveries.ingest.parsing import MAX_DEPTH, WebhookParser, readable, too_deep, without_nul
 from deliveries.ingest.store import store
 from deliveries.outage import is_outage
 from integrations.models import Source
+from integrations.spec import EVENT_TYPES
 from integrations.webhooks import FUNCTIONS, Incoming, SourceFunction, WebhookError
 
 log = logging.getLogger("cdphub.webhooks")
@@ -64,7 +65,7 @@ class WebhookView(IngestView):
                 error = RequestError(
                     500, "internal_error", f"cdphub could not read this webhook ({type(exc).__name__})."
                 )
-            excerpt = body[:EXCERPT_BYTES].decode(errors="replace")
+            excerpt = readable(body[:EXCERPT_BYTES])
             store(source, [], [rejection_for(excerpt, EventError(error.code, error.message))], received_at)
             response = error_response(error)
             if error.status == 503:
@@ -96,7 +97,7 @@ def parse_webhook_json(body: bytes) -> Any:
     if not body.strip():
         raise RequestError(400, "invalid_json", "The body is empty: the webhook must post JSON.")
     try:
-        return orjson.loads(body)
+        return orjson.loads(without_nul(body))  # signatures were checked on the body as sent
     except orjson.JSONDecodeError as exc:
         raise RequestError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
 
@@ -104,7 +105,7 @@ def parse_webhook_json(body: bytes) -> Any:
 def lenient_json(body: bytes) -> Any:
     """The JSON of a body, or None when it is not JSON (a form post, text): the function reads the raw body."""
     try:
-        return orjson.loads(body) if body.strip() else None
+        return orjson.loads(without_nul(body)) if body.strip() else None
     except orjson.JSONDecodeError:
         return None
 
@@ -114,10 +115,28 @@ def map_webhook(function: SourceFunction, incoming: Incoming) -> tuple[list[dict
     payloads, rejections = [], []
     for index, item in enumerate(function.events(incoming)):
         try:
+            item = storable(item)
+        except EventError as exc:  # what was made cannot be stored as a rejection either: its type tells what it was
+            kind = item.get("type")
+            rejections.append(rejection_for({"type": kind} if kind in EVENT_TYPES else {}, exc, index))
+            continue
+        try:
             payloads.append(normalise(item, item.get("type"), incoming.received_at))
         except EventError as exc:
             rejections.append(rejection_for(item, exc, index))
     return payloads, rejections
+
+
+def storable(item: dict[str, Any]) -> dict[str, Any]:
+    """A source function's event as every database stores it: nested no deeper than a Tracking API event, and NUL
+    characters (from the payload, or made by a JavaScript function) as U+FFFD, as the Tracking API reads them."""
+    if too_deep(item):
+        raise EventError("too_deep", f"The event is nested more than {MAX_DEPTH} levels deep.")
+    try:
+        text = orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        raise EventError("invalid_event", "The event holds a value JSON cannot carry.") from None
+    return orjson.loads(without_nul(text)) if b"\\u0000" in text else item
 
 
 def _ingest(source: Source, function: SourceFunction, incoming: Incoming) -> HttpResponse:
@@ -164,6 +183,6 @@ def remember_result(source: Source, response: HttpResponse, at: datetime, body: 
     Source.objects.filter(pk=source.pk).update(
         last_request_at=at,
         last_request_status=response.status_code,
-        last_request_result=result[:1000],
-        last_request_body=body[:LAST_BODY_BYTES].decode(errors="replace"),
+        last_request_result=result[:1000].replace("\x00", "\ufffd"),
+        last_request_body=readable(body[:LAST_BODY_BYTES]),
     )

@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from integrations.crypto import CANNOT_DECRYPT, Undecryptable
+from integrations.forms.fields import load_json
 from integrations.forms.secrets import mask
 
 INTEGER = re.compile(r"^[+-]?\d+$")
@@ -60,7 +61,7 @@ def parse_value(kind: str, raw: str) -> Any:
 
 def _json(text: str, kind: type, described: str) -> Any:
     try:
-        value = json.loads(text)
+        value = load_json(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"this is not valid JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(value, kind):

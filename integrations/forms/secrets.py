@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString
 
 from integrations import vendors, webhooks
 from integrations.crypto import CANNOT_DECRYPT, MASK, Undecryptable
+from integrations.forms.fields import load_json
 
 Kinds = dict[str, tuple[str, type]]
 
@@ -217,7 +218,7 @@ def merge_secrets(kinds: Kinds, kind: str | None, field: str, submitted: Any, st
             secrets[key.name] = raw
             continue
         try:
-            secrets[key.name] = json.loads(raw)
+            secrets[key.name] = load_json(raw)
         except json.JSONDecodeError as exc:
             errors.append(f"{field}.{key.name}: this is not valid JSON: {exc.msg} (column {exc.colno}).")
     if errors:

@@ -121,7 +121,12 @@ def header(incoming: Incoming, name: str) -> str:
 
 
 def from_unix(seconds: Any) -> str | None:
-    """An ISO-8601 UTC time (milliseconds, "Z") from Unix seconds, or None when it is not a number."""
+    """An ISO-8601 UTC time (milliseconds, "Z") from Unix seconds, or None when it is not a number or not a time
+    (past year 9999, a NaN)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

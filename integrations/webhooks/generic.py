@@ -185,9 +185,8 @@ class Generic(SourceFunction):
                 event[key] = value
         timestamp = event.get("timestamp")
         if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
-            try:
-                event["timestamp"] = from_unix(timestamp / 1000 if abs(timestamp) > 1e11 else timestamp)
-            except (OverflowError, OSError, ValueError):
+            event["timestamp"] = from_unix(timestamp / 1000 if abs(timestamp) > 1e11 else timestamp)
+            if event["timestamp"] is None:
                 problems.append(f"timestamp {timestamp} is not a Unix time in seconds or milliseconds")
         message_id = event.get("messageId")
         if isinstance(message_id, int | float) and not isinstance(message_id, bool):

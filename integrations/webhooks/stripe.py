@@ -123,7 +123,7 @@ class Stripe(SourceFunction):
         else:
             base["anonymousId"] = email.lower() if email else str(obj.get("id") or event["id"])
         properties = {
-            **PROPERTIES.get(obj.get("object"), _other)(obj),
+            **PROPERTIES.get(_text(obj.get("object")), _other)(obj),
             "previous": event["data"].get("previous_attributes"),
             "stripeEventId": event["id"],
             "stripeType": kind,
@@ -185,8 +185,8 @@ def _stripe_event(payload: Any) -> dict[str, Any]:
 
 
 def _subscription(obj: dict[str, Any]) -> dict[str, Any]:
-    items = [item for item in _get(obj, "items", "data") or [] if isinstance(item, dict)]
-    prices = [item.get("price") or item.get("plan") or {} for item in items] or [obj.get("plan") or {}]
+    items = [item for item in _list(_get(obj, "items", "data")) if isinstance(item, dict)]
+    prices = [_dict(item.get("price") or item.get("plan")) for item in items] or [_dict(obj.get("plan"))]
     first = prices[0]
     currency = obj.get("currency") or first.get("currency")
     # A price has unit_amount (None when tiered), a legacy plan has amount; metered items have no quantity.
@@ -276,7 +276,7 @@ PROPERTIES = {
 
 def _traits(customer: dict[str, Any]) -> dict[str, Any]:
     address = customer.get("address") if isinstance(customer.get("address"), dict) else {}
-    street = ", ".join(part for part in (address.get("line1"), address.get("line2")) if part)
+    street = ", ".join(part for part in (address.get("line1"), address.get("line2")) if isinstance(part, str) and part)
     segment_address = {
         "street": street or None,
         "city": address.get("city"),
@@ -336,6 +336,19 @@ def _get(obj: Any, *path: str) -> Any:
     for key in path:
         obj = obj.get(key) if isinstance(obj, dict) else None
     return obj
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """An object Stripe nests, or an empty one when the payload holds something else there."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _title(kind: str) -> str:

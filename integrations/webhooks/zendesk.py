@@ -210,7 +210,8 @@ def _iso(value: Any) -> str | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)  # overflows at the calendar's edge: 0001-01-01T00:00+05:00
+    except (ValueError, OverflowError):
         return None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

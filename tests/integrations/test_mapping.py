@@ -104,3 +104,11 @@ def test_evaluate_raises_a_mapping_error_on_a_bad_expression_and_a_jmespath_erro
         evaluate("traits.[", EVENT)
     with pytest.raises(jmespath.exceptions.JMESPathTypeError):
         evaluate("length(properties.revenue)", EVENT)
+
+
+@pytest.mark.parametrize("expression", ["1" * 5000, "a" + "[" * 5000, "(" * 5000 + "a" + ")" * 5000])
+def test_an_expression_too_long_or_deep_for_jmespath_to_read_is_a_mapping_error(expression: str) -> None:
+    """Found by the fuzz tests: jmespath's int() and its recursive parser raised errors a form did not expect."""
+    with pytest.raises(MappingError):
+        compile_expression(expression)
+    assert check_mapping({"email": expression})

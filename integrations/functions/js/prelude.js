@@ -26,6 +26,14 @@
   let state = null;
   const limits = { consoleKeep: 16384, consoleHard: 1048576, fetches: 50 };
 
+  // JSON.stringify writes a lone surrogate (half an emoji cut by slice(), "\ud800" parsed from a webhook) as an
+  // escape no UTF-8 reader takes (the host's orjson refuses it): U+FFFD instead, as a decoder would. A pair is
+  // written as its character, so an escape of one that no escaped backslash precedes is always a lone half.
+  const LONE_SURROGATE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
+  function wellFormed(json) {
+    return json.replace(LONE_SURROGATE, "$1\\ufffd");
+  }
+
   function fatal(code, message) {
     // An error the function may not catch: recorded, and the host ends the invocation with it.
     if (state && !state.fatal) state.fatal = { code: code, message: message };
@@ -273,7 +281,7 @@
   }
   function jsonOrNull(value) {
     try {
-      return JSON.stringify(value === undefined ? null : value);
+      return wellFormed(JSON.stringify(value === undefined ? null : value));
     } catch (e) {
       return JSON.stringify({ __unserialisable: String(e.message) });
     }
@@ -313,7 +321,7 @@
         Object.assign(step, { logs: state.logs, dropped: state.consoleDropped, emitted: state.emitted, last: true });
         state = null;
       }
-      return JSON.stringify(step);
+      return wellFormed(JSON.stringify(step));
     },
     answer(id, text) {
       const call = state.pending.get(id);
@@ -332,7 +340,8 @@
     },
     finish() {
       if (!state) return JSON.stringify({ logs: [], dropped: 0, emitted: [] });
-      const out = JSON.stringify({ logs: state.logs, dropped: state.consoleDropped, emitted: state.emitted });
+      const out = wellFormed(
+        JSON.stringify({ logs: state.logs, dropped: state.consoleDropped, emitted: state.emitted }));
       state = null;
       return out;
     },

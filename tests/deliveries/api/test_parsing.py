@@ -45,3 +45,24 @@ def test_bad_json_is_a_400(api) -> None:
     response = api.post("/api/v1/sources", "{nope", content_type="application/json")
     assert response.status_code == 400
     assert response.json()["detail"].startswith("JSON parse error")
+
+
+# Found by the fuzz tests (tests/fuzz/test_admin_json_fuzz.py): JSON Python reads but no database or answer takes.
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ("[" * 5000 + "]" * 5000, "nested more than 64 levels deep"),  # was a RecursionError: a 500
+        ('{"url": 1e400}', "1e400 is too large for a JSON number"),  # was stored as Infinity: the answer failed
+        ('{"url": "\\ud800"}', "half a surrogate pair"),  # was stored: rendering the answer failed
+        ('{"url": NaN}', "NaN is not a JSON number"),
+    ],
+)
+def test_json_no_database_or_answer_could_hold_is_a_400(api, config, says) -> None:
+    body = '{"name": "Odd", "slug": "odd", "kind": "generic", "config": ' + config + "}"
+
+    response = api.post("/api/v1/sources", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("JSON parse error")
+    assert says in response.json()["detail"]
+    assert not Source.objects.exists()

@@ -162,6 +162,24 @@ def test_an_event_the_tracking_api_would_refuse_is_refused_alone(hook_source):
     assert Event.objects.filter(source=hook_source, status="rejected").count() == 1
 
 
+@pytest.mark.parametrize("depth", [65, 300, 1000])
+def test_an_event_nested_deeper_than_the_tracking_api_takes_is_refused_alone(hook_source, depth):
+    """Found by the fuzz tests: orjson writes no more than 254 levels and Python's JSON ~1,000, so such an event
+    (a tool's payload passed on as properties) was a 500 on storing it, accepted or refused."""
+    deep = b'{"a":' * depth + b"1" + b"}" * depth
+    body = b'{"items": [{"id": 1, "who": {"userId": "u1"}}, {"id": 2, "who": {"userId": "u2", "properties": %s}}]}'
+
+    response = post(hook_source, None, raw=body % deep)
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["events"], response.json()["rejected"][0]["code"]) == (1, "too_deep")
+    rejected = Event.objects.get(source=hook_source, status="rejected")
+    assert (rejected.type, rejected.reject_reason) == (
+        "track",
+        "too_deep: The event is nested more than 64 levels deep.",
+    )
+
+
 @pytest.mark.parametrize(
     ("kind", "enabled", "key", "status", "code"),
     [

@@ -551,3 +551,16 @@ def test_handlers_declared_as_constants_are_found_like_function_declarations() -
 def test_an_insert_function_needs_a_handler_per_event_type_not_only_on_batch() -> None:
     [problem] = code_problems("async function onBatch(events) { return events; }", "insert")
     assert "onTrack" in problem
+
+
+def test_a_lone_surrogate_made_by_a_function_comes_back_as_u_fffd() -> None:
+    """Found by the webhook fuzz test: JSON.stringify writes half a surrogate pair as an escape orjson refuses,
+    which was a 500 for any webhook whose JSON held "\\ud800" (a source function parsing it), or a function cutting
+    an emoji in half. A pair, and the text \\ud800 after an escaped backslash, come back as they were."""
+    value = returned(r"""
+      const lone = JSON.parse('"a\\ud800b"');
+      console.log("logged", lone);
+      return {lone: lone, cut: "🎉".slice(0, 1), [lone]: 1, pair: "🎉", text: "C:\\ud800"};
+    """)
+
+    assert value == {"lone": "a\ufffdb", "cut": "\ufffd", "a\ufffdb": 1, "pair": "🎉", "text": "C:\\ud800"}

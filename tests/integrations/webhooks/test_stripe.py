@@ -559,3 +559,34 @@ def test_a_source_with_bad_settings_refuses_requests_until_they_are_fixed() -> N
         Stripe({"tolerance": -5}, {"signing_secret": SECRET})
 
     assert (caught.value.status, caught.value.code) == (503, "source_misconfigured")
+
+
+# Found by the fuzz tests (tests/fuzz/test_webhook_fuzz.py): odd values where Stripe sends an object or a string.
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"object__object": ["subscription"]},  # the object's type as a list: was a TypeError (unhashable)
+        {"object__plan": "plan_basic", "object__items": {"data": ["si_1", 7]}},  # ids where objects belong
+        {"object__items": {"data": [{"price": "price_1", "quantity": 2}]}},
+    ],
+)
+def test_odd_values_where_stripe_nests_objects_map_without_those_fields(changes: dict[str, Any]) -> None:
+    (track,) = function("").events(edited("customer.subscription.created", **changes))
+
+    assert (track["event"], track["userId"]) == ("Subscription Created", "cus_QOm8cTzpS2oYzE")
+
+
+@pytest.mark.parametrize("created", [1e300, -1e300, 253402300800])
+def test_a_created_time_past_the_calendar_leaves_the_timestamp_to_the_hub(created: float) -> None:
+    events = function("").events(edited("customer.created", created=created))
+
+    assert all("timestamp" not in event for event in events)
+
+
+def test_an_address_line_that_is_not_text_is_left_out_of_the_street() -> None:
+    address = {"line1": "1 Main St", "line2": ["Suite", 4], "city": "Springfield"}
+    identify, _ = function("").events(edited("customer.created", object__address=address))
+
+    assert identify["traits"]["address"] == {"street": "1 Main St", "city": "Springfield"}

@@ -389,3 +389,12 @@ def test_settings_validate_with_a_message_per_bad_setting() -> None:
         "config.tolerance: unknown setting",
         "settings.signing_secret: must be a string, not a number",
     ]
+
+
+@pytest.mark.parametrize("time", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_time_at_the_calendars_edge_leaves_the_timestamp_to_the_hub(time: str) -> None:
+    """Found by the fuzz tests: converting such a time to UTC overflowed (a server error)."""
+    (event,) = events_of({"ticket": {"id": 7, "updated_at": time}, "requester_id": 42})
+
+    assert "timestamp" not in event
+    assert event["userId"] == "42"
