@@ -8,7 +8,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from deliveries.ingest.endpoint import RequestError
 from deliveries.ingest.normalisation import EventError, normalise
+from deliveries.ingest.parsing import parse_json
 
 
 def parse_event(text: str) -> tuple[dict[str, Any], str]:
@@ -16,9 +18,13 @@ def parse_event(text: str) -> tuple[dict[str, Any], str]:
     if not text.strip():
         return {}, "Paste an event as JSON, or build one with the form."
     try:
-        item = json.loads(text)
+        json.loads(text)  # for its line and column
     except json.JSONDecodeError as exc:
         return {}, f"The event is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+    try:  # read as the Tracking API reads it: \u0000 as U+FFFD, lone surrogates and deep nesting refused
+        item = parse_json(text.encode("utf-8", "surrogatepass"))
+    except RequestError as exc:
+        return {}, f"The Tracking API would refuse this event ({exc.code}): {exc.message}"
     return normalised_event(item)
 
 

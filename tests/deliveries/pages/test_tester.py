@@ -179,6 +179,20 @@ def test_a_bad_event_is_refused_as_the_tracking_api_would(admin_client, source, 
     assert message.split(" (line")[0] in response.content.decode().replace("&quot;", '"').replace("&#x27;", "'")
 
 
+def test_a_pasted_event_is_read_as_the_tracking_api_reads_it(admin_client, source, mocked):
+    """A NUL character is kept as U+FFFD (PostgreSQL cannot store NUL: a send was a 500 there), half a surrogate
+    pair is refused with the Tracking API's message, and neither is a 500."""
+    destination = webhook(source)
+    mocked.post(destination.config["url"], status=200)
+    response = post(admin_client, destination, source, event_json(traits={"name": "Ada\u0000L"}), action="send")
+    assert response.status_code == 302
+    assert Event.objects.get().payload["traits"]["name"] == "Ada\ufffdL"
+
+    response = post(admin_client, destination, source, event_json(traits={"name": "\ud800"}))
+    assert response.status_code == 200
+    assert any("The Tracking API would refuse this event (invalid_json)" in e for e in response.context["errors"])
+
+
 # Send ------------------------------------------------------------------------------------------------
 
 
