@@ -700,22 +700,23 @@ class Seed:
 MARKER = "bench_admin_seed"
 
 
-def read_marker(db: Path) -> dict[str, Any] | None:
+def read_marker(db: Path, table: str = MARKER) -> dict[str, Any] | None:
+    """What the seed of a reused data dir was made with (a one-row table in it), or None."""
     if not db.exists():
         return None
     try:
         with sqlite3.connect(db) as conn:
-            row = conn.execute(f"SELECT value FROM {MARKER}").fetchone()
+            row = conn.execute(f"SELECT value FROM {table}").fetchone()
     except sqlite3.Error:
         return None
     return json.loads(row[0]) if row else None
 
 
-def write_marker(db: Path, info: dict[str, Any]) -> None:
+def write_marker(db: Path, info: dict[str, Any], table: str = MARKER) -> None:
     with sqlite3.connect(db) as conn:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {MARKER} (value TEXT NOT NULL)")
-        conn.execute(f"DELETE FROM {MARKER}")
-        conn.execute(f"INSERT INTO {MARKER} (value) VALUES (?)", (json.dumps(info),))
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (value TEXT NOT NULL)")
+        conn.execute(f"DELETE FROM {table}")
+        conn.execute(f"INSERT INTO {table} (value) VALUES (?)", (json.dumps(info),))
 
 
 def raw_connection(db: Path) -> sqlite3.Connection:

@@ -40,7 +40,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from admin import Page, Timing, close_raw, db_size, explain, indexes_of, raw_connection, setup_django
+from admin import (
+    Page,
+    Timing,
+    close_raw,
+    db_size,
+    explain,
+    indexes_of,
+    raw_connection,
+    read_marker,
+    setup_django,
+    write_marker,
+)
 from cpu import machine_busy
 from harness import ROOT, BenchError, print_problems, print_table
 
@@ -172,24 +183,6 @@ class Seed:
     reused: bool = False
 
 
-def read_marker(db: Path) -> dict[str, Any] | None:
-    if not db.exists():
-        return None
-    try:
-        with sqlite3.connect(db) as conn:
-            row = conn.execute(f"SELECT value FROM {MARKER}").fetchone()
-    except sqlite3.Error:
-        return None
-    return json.loads(row[0]) if row else None
-
-
-def write_marker(db: Path, info: dict[str, Any]) -> None:
-    with sqlite3.connect(db) as conn:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {MARKER} (value TEXT NOT NULL)")
-        conn.execute(f"DELETE FROM {MARKER}")
-        conn.execute(f"INSERT INTO {MARKER} (value) VALUES (?)", (json.dumps(info),))
-
-
 def create_workspace() -> tuple[int, list[tuple[int, int, int]]]:
     """One source, the destinations (id, share, extra failures) and the superuser, by the ORM."""
     from django.contrib.auth.models import User
@@ -254,7 +247,7 @@ def prepare(args: argparse.Namespace, db: Path) -> Seed:
     from django.core.management import call_command
 
     now = time.time()
-    info = read_marker(db)
+    info = read_marker(db, MARKER)
     wanted = {"version": SEED_VERSION, "deliveries": args.deliveries}
     fresh = info is not None and now - info["seeded_at"] < args.max_age * 3600
     if not args.reseed and fresh and {k: info.get(k) for k in wanted} == wanted:
@@ -273,7 +266,7 @@ def prepare(args: argparse.Namespace, db: Path) -> Seed:
     print(f"  {result.rollup_rows:,} rollup rows in {result.seconds['rollups.rebuild()']:.0f} s", flush=True)
     result.seconds["total"] = time.monotonic() - started
     info = {**wanted, "seeded_at": now, "events": result.events, "rows": result.deliveries}
-    write_marker(db, {**info, "seconds": result.seconds, "rollup_rows": result.rollup_rows})
+    write_marker(db, {**info, "seconds": result.seconds, "rollup_rows": result.rollup_rows}, MARKER)
     return result
 
 

@@ -8,16 +8,24 @@ from django.db import models
 from integrations.models import Destination, Source
 
 
-class DeliveryRollup(models.Model):
+class OutcomeCounts(models.Model):
+    """What a rollup row counts: outcomes of one status in one latency bucket, and their latencies' sum."""
+
+    status = models.CharField(max_length=16)
+    latency_bucket = models.SmallIntegerField(default=-1, help_text="Index into LATENCY_BUCKETS; -1 for failures")
+    count = models.PositiveIntegerField(default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class DeliveryRollup(OutcomeCounts):
     """Delivered and failed outcomes of a destination per minute (by when they happened) and latency bucket:
     Event Delivery sums these instead of counting millions of delivery rows."""
 
     destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="rollups")
     minute = models.DateTimeField()
-    status = models.CharField(max_length=16)
-    latency_bucket = models.SmallIntegerField(default=-1, help_text="Index into LATENCY_BUCKETS; -1 for failures")
-    count = models.PositiveIntegerField(default=0)
-    latency_ms_sum = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -37,16 +45,12 @@ class DeliveryRollup(models.Model):
         return f"{self.destination_id} {self.minute} {self.status}: {self.count}"
 
 
-class DeliveryHourRollup(models.Model):
+class DeliveryHourRollup(OutcomeCounts):
     """The minute rollups summed per hour (UTC): what Event Delivery and the dashboard read beyond a day, kept long
     after the minutes are purged. The engine adds to both in the same transaction (engine/rollups.py)."""
 
     destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="hour_rollups")
     hour = models.DateTimeField()
-    status = models.CharField(max_length=16)
-    latency_bucket = models.SmallIntegerField(default=-1, help_text="Index into LATENCY_BUCKETS; -1 for failures")
-    count = models.PositiveIntegerField(default=0)
-    latency_ms_sum = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
