@@ -175,8 +175,12 @@ class Hub:
     def deliver(self, workers: int, expected: int, stall: float) -> tuple[float, dict[str, int]]:
         """Start the workers and wait for every delivery; deliveries/s from the first arrival to the last."""
         for n in range(workers):
-            worker = Child(f"worker-{n + 1}", [venv_bin("python"), "manage.py", "worker"], self.env,
-                           self.data_dir / f"worker-{n + 1}.log")  # fmt: skip
+            worker = Child(
+                f"worker-{n + 1}",
+                [venv_bin("python"), "manage.py", "worker"],
+                self.env,
+                self.data_dir / f"worker-{n + 1}.log",
+            )
             self.children.append(worker)
             worker.start()
         for worker in self.children[-workers:]:
@@ -220,8 +224,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             if statuses.get("delivered") != expected or statuses.get("duplicates"):
                 problems.append(f"{destinations} dest x {workers} workers: {statuses} (expected {expected} delivered)")
-            result = {"destinations": destinations, "workers": workers, "ingest_events_per_s": round(ingest),
-                      "deliveries_per_s": round(rate), "statuses": statuses}  # fmt: skip
+            result = {
+                "destinations": destinations,
+                "workers": workers,
+                "ingest_events_per_s": round(ingest),
+                "deliveries_per_s": round(rate),
+                "statuses": statuses,
+            }
             results.append(result)
             load = os.getloadavg()[0]  # a machine shared with other work measures less: say how busy it was
             result["load_average_1min"] = round(load, 1)

@@ -137,12 +137,23 @@ class Services:
         subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], capture_output=True, timeout=30)
         time.sleep(0.5)  # really down for a moment
         subprocess.run(
-            ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "yes"],
+            [
+                "redis-server",
+                "--port",
+                port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+            ],
             capture_output=True,
             check=True,
             timeout=30,
-        )  # fmt: skip
+        )
         for _ in range(100):
             if subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True).stdout.strip() == b"PONG":
                 break
@@ -414,10 +425,15 @@ class FaultRun:
 
     def send(self, session: requests.Session, path: str, ids: list[str], headers: dict, give_up_at: float) -> None:
         events = [
-            {"type": "track", "userId": f"user-{m[2:]}", "event": "Order Completed", "messageId": m,
-             "properties": {"total": 10}}
+            {
+                "type": "track",
+                "userId": f"user-{m[2:]}",
+                "event": "Order Completed",
+                "messageId": m,
+                "properties": {"total": 10},
+            }
             for m in ids
-        ]  # fmt: skip
+        ]
         body = {"batch": events} if path == "/v1/batch" else events[0]
         while True:
             response = None

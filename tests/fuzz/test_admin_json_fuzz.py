@@ -71,8 +71,9 @@ def rows(db) -> dict[str, Any]:
         name="Welcome hook", slug="welcome-hook", vendor="webhook", config={"url": "https://hooks.example.com/in"}
     )
     hook.sources.add(website)
-    Function.objects.create(name="Order hook", slug="order-hook", kind="destination", code="function onTrack(e) {}",
-                            settings=DECLARED)  # fmt: skip
+    Function.objects.create(
+        name="Order hook", slug="order-hook", kind="destination", code="function onTrack(e) {}", settings=DECLARED
+    )
     orders = Destination.objects.create(
         name="Orders", slug="orders", vendor="function", config={"function": "order-hook", "settings": {"region": "eu"}}
     )
@@ -118,8 +119,14 @@ def posted(form: str, row: Any, changes: dict[str, Any]) -> dict[str, Any]:
         base = form_data(row, config="", function="order-hook", **{"function_settings__order-hook__region": "eu"})
         return {**base, **changes}
     if form == "source":
-        return {"name": row.name, "slug": row.slug, "kind": row.kind, "write_key": row.write_key, "enabled": "on",
-                **changes}  # fmt: skip
+        return {
+            "name": row.name,
+            "slug": row.slug,
+            "kind": row.kind,
+            "write_key": row.write_key,
+            "enabled": "on",
+            **changes,
+        }
     return changes
 
 
@@ -180,8 +187,9 @@ def test_the_management_api_json_fields_answer_every_input(admin, log_watch, row
     method, path, body = call
     before = {key: snapshot(rows[key]) for key in ("hook", "generic")}
 
-    response = admin.generic(method, path, body, content_type="application/json",
-                             HTTP_AUTHORIZATION=f"Bearer {admin.token}")  # fmt: skip
+    response = admin.generic(
+        method, path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {admin.token}"
+    )
 
     log_watch.check()
     assert response.status_code < 500, response.content[:1000]
@@ -189,8 +197,9 @@ def test_the_management_api_json_fields_answer_every_input(admin, log_watch, row
         assert {key: snapshot(rows[key]) for key in before} == before
         assert not Destination.objects.filter(slug="new-hook").exists()
         return
-    shown = admin.get(path if method == "PATCH" else "/api/v1/destinations/new-hook",
-                      HTTP_AUTHORIZATION=f"Bearer {admin.token}")  # fmt: skip
+    shown = admin.get(
+        path if method == "PATCH" else "/api/v1/destinations/new-hook", HTTP_AUTHORIZATION=f"Bearer {admin.token}"
+    )
     assert shown.status_code == 200
     json.loads(shown.content)
     Destination.objects.filter(slug="new-hook").delete()
