@@ -61,8 +61,10 @@ run: $(VENV)/.installed-run
 # leaves out the page-by-page browser tests (their views are view-tested on PostgreSQL too) but walks the
 # marketer's whole path, the tests that cannot reach a database (`dbless`, marked by tests/conftest.py:
 # vendors against mocked HTTP, the V8 runtime, mappings) and the end-to-end tests whose subject is not the
-# database (`one_database`: vendor fakes, SDKs, pasted commands, functions in V8), to keep the suite under ten
-# minutes on two cores. The worker's fault tests, the crawls and the API fuzzing run on both.
+# database (`one_database`: vendor fakes, SDKs, pasted commands, functions in V8, the input fuzzing and
+# schemathesis), to keep the suite under ten minutes on two cores. The fault tests (tests/e2e/test_faults.py:
+# killed workers and web processes, a database and a broker restart, the receiver down), the crawls and the NUL
+# checks run on both.
 test: $(VENV)/.installed-test browser shell-tools
 	$(VENV)/bin/ruff check .
 	@echo "== suite on SQLite with the database broker =="
