@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -1173,6 +1173,21 @@ def db_size(db: Path) -> int:
     return sum(Path(f"{db}{s}").stat().st_size for s in ("", "-wal", "-shm") if Path(f"{db}{s}").exists())
 
 
+def print_slowest_queries(
+    timings: list[Timing], budget: float, always: bool, top: int, label: Callable[[Timing], str]
+) -> None:
+    """For each page over budget (every page when `always`), slowest first: its slowest queries and their plans."""
+    for t in sorted((t for t in timings if t.runs_ms), key=lambda t: -t.median):
+        if t.median <= budget and not always:
+            continue
+        print()
+        print(f"{label(t)} ({t.median:,.0f} ms, {len(t.queries)} queries): the slowest queries")
+        for q in sorted(t.queries, key=lambda q: -float(q["time"]))[:top]:
+            print(f"  {float(q['time']) * 1000:,.1f} ms  {q['sql'][:400]}")
+            for step in explain(q["sql"]):
+                print(f"      plan: {step}")
+
+
 def report(args: argparse.Namespace, seed_info: Seed, timings: list[Timing], skipped: list[str], db: Path) -> list[str]:
     problems: list[str] = []
     header = ("page", "role", "median", "max", "queries", "slowest query", "verdict")
@@ -1217,16 +1232,7 @@ def report(args: argparse.Namespace, seed_info: Seed, timings: list[Timing], ski
         when = " (when seeded)" if seed_info.reused else ""
         rate = seed_info.fold_events / fold_s
         print(f"schema fold{when}: {seed_info.fold_events:,} events in {fold_s:.1f} s = {rate:,.0f} events/s")
-    worst = sorted((t for t in timings if t.runs_ms), key=lambda t: -t.median)
-    for t in worst:
-        if t.median <= args.budget and not args.explain:
-            continue
-        print()
-        print(f"{t.page.label} as {t.role} ({t.median:,.0f} ms, {len(t.queries)} queries): the slowest queries")
-        for q in sorted(t.queries, key=lambda q: -float(q["time"]))[: args.explain_top]:
-            print(f"  {float(q['time']) * 1000:,.1f} ms  {q['sql'][:400]}")
-            for step in explain(q["sql"]):
-                print(f"      plan: {step}")
+    print_slowest_queries(timings, args.budget, args.explain, args.explain_top, lambda t: f"{t.page.label} as {t.role}")
     print()
     fine = f"Every page answered 200 with a median under {args.budget:.0f} ms, as a superuser and as a Marketer."
     print_problems("OVER BUDGET OR BROKEN", problems, fine)

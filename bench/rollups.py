@@ -45,8 +45,8 @@ from admin import (
     Timing,
     close_raw,
     db_size,
-    explain,
     indexes_of,
+    print_slowest_queries,
     raw_connection,
     read_marker,
     setup_django,
@@ -446,15 +446,7 @@ def report(
     seconds = "; ".join(f"{k} {v:.1f} s" for k, v in seeded.seconds.items())
     state = "reused" if seeded.reused else "seeded"
     print(f"database: {db} ({state}), {db_size(db) / 1e9:.2f} GB, {seeded.rollup_rows:,} rollup rows; {seconds}")
-    for t in sorted((t for t in timings if t.runs_ms), key=lambda t: -t.median):
-        if t.median <= args.budget and not args.explain:
-            continue
-        print()
-        print(f"{t.page.label} ({t.median:,.0f} ms, {len(t.queries)} queries): the slowest queries")
-        for q in sorted(t.queries, key=lambda q: -float(q["time"]))[:3]:
-            print(f"  {float(q['time']) * 1000:,.1f} ms  {q['sql'][:400]}")
-            for step in explain(q["sql"]):
-                print(f"      plan: {step}")
+    print_slowest_queries(timings, args.budget, args.explain, 3, lambda t: t.page.label)
     print()
     fine = f"Every page answered 200 with a median under {args.budget:.0f} ms; hours and minutes agree."
     print_problems("OVER BUDGET, BROKEN OR DISAGREEING", problems, fine)

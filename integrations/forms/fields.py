@@ -80,6 +80,19 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+def strict_bound_data(field: forms.Field, data: Any, initial: Any) -> Any:
+    """What a JSON field shows again after an error: the value typed, read the strict way (Django's own reading
+    lets a 5,000-digit number or deep nesting through as a server error)."""
+    if field.disabled:
+        return initial
+    if data is None:
+        return None
+    try:
+        return load_json(data)
+    except json.JSONDecodeError:
+        return InvalidJSONInput(data)
+
+
 class PrettyJSONField(forms.JSONField):
     """JSON in a textarea, indented; blank is an empty object; a syntax error says where it is."""
 
@@ -105,16 +118,7 @@ class PrettyJSONField(forms.JSONField):
         return JSONString(converted) if isinstance(converted, str) else converted
 
     def bound_data(self, data: Any, initial: Any) -> Any:
-        """What the form shows again after an error: the value typed, read the strict way (Django's own reading
-        lets a 5,000-digit number or deep nesting through as a server error)."""
-        if self.disabled:
-            return initial
-        if data is None:
-            return None
-        try:
-            return load_json(data)
-        except json.JSONDecodeError:
-            return InvalidJSONInput(data)
+        return strict_bound_data(self, data, initial)
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, InvalidJSONInput):
@@ -128,16 +132,7 @@ class CategoriesField(forms.CharField):
     """A list of names typed as "Advertising, Analytics"."""
 
     def bound_data(self, data: Any, initial: Any) -> Any:
-        """What the form shows again after an error: the value typed, read the strict way (Django's own reading
-        lets a 5,000-digit number or deep nesting through as a server error)."""
-        if self.disabled:
-            return initial
-        if data is None:
-            return None
-        try:
-            return load_json(data)
-        except json.JSONDecodeError:
-            return InvalidJSONInput(data)
+        return strict_bound_data(self, data, initial)
 
     def prepare_value(self, value: Any) -> Any:
         return ", ".join(str(v) for v in value) if isinstance(value, list) else value
